@@ -1,0 +1,18 @@
+"""bpsr_jax: sparse spiking neural networks in JAX with BPSR.
+
+Backpropagation with sparsity regularization (Yan et al., Frontiers in Neuroscience
+2022): heterogeneous LIF neurons trained with an iterative reverse-scan gradient, spike
+and weight sparsity terms, and synaptic rewiring as an optax transformation.
+
+All spike tensors are time-major: ``[T, batch, ...features]``.
+"""
+from bpsr_jax import layers
+from bpsr_jax import losses
+from bpsr_jax import models
+from bpsr_jax import neuron
+from bpsr_jax.layers import Conv, Dense, EncodingDense, Pool, Residual
+from bpsr_jax.losses import spike_count_cross_entropy, spike_count_logits, spike_l2, weight_l1
+from bpsr_jax.models import CIFAR10_RESNET11, SNN, parse_spec
+from bpsr_jax.neuron import DEFAULT_ALPHA, lif, spike, surrogate
+
+__version__ = "0.1.0"

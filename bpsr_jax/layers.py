@@ -1,0 +1,250 @@
+"""Spiking layers: thin Flax linen shells over :func:`bpsr_jax.lif`.
+
+Every layer holds its parameters under the project's names (``kernel``,
+``recurrent_kernel``, ``bias``, ``tau``), computes the input currents of all ``T`` steps at
+once (one matmul or conv over ``T * batch``) and hands them to the LIF scan. Inputs and
+outputs are time-major: ``[T, batch, features]`` for dense layers and
+``[T, batch, H, W, C]`` for conv layers; the encoding variants take an analog input with
+no time axis and feed it at every one of ``time_steps`` steps.
+
+Initialization follows Algorithm 1 of the paper: ``W ~ N(0, sigma)`` with
+``sigma = gain / sqrt(fan_in)`` for dense layers, Kaiming (He) normal for conv layers,
+``b ~ U(0, bias_scale)`` (the paper: ``U(0, 1)``) and ``tau = 0.5``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bpsr_jax import neuron
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+
+def normal_fan_in(gain: float = 1.0) -> Initializer:
+  """``N(0, gain / sqrt(fan_in))`` for a ``[fan_in, out]`` kernel (Algorithm 1)."""
+  return nn.initializers.variance_scaling(gain**2, "fan_in", "normal")
+
+
+def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
+  """``U(low, high)``; the paper initializes biases from ``U(0, 1)``."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, low, high)
+
+  return init
+
+
+class _LIFConfig(nn.Module):
+  """Fields shared by all spiking layers (not instantiated directly)."""
+
+  threshold: float = 1.0
+  alpha: float = neuron.DEFAULT_ALPHA
+  gradient: str = "bpsr"
+  tau_init: float = 0.5
+  bias_init: Initializer = uniform(0.0, 1.0)
+  param_dtype: Any = jnp.float32
+
+  def _lif(self, currents, tau, recurrent_kernel=None):
+    return neuron.lif(
+        currents, tau, threshold=self.threshold, alpha=self.alpha,
+        recurrent_kernel=recurrent_kernel, gradient=self.gradient)
+
+
+class Dense(_LIFConfig):
+  """Flat (``fcN``) or recurrent (``rN``) spiking layer with per-neuron tau.
+
+  Attributes:
+    features: number of neurons N.
+    recurrent: adds the intra-layer synapses ``recurrent_kernel`` ``[N, N]``.
+    kernel_init: initializer of ``kernel`` ``[in, N]``.
+    recurrent_init: initializer of ``recurrent_kernel`` ``[N, N]``.
+  """
+
+  features: int = 0
+  recurrent: bool = False
+  kernel_init: Initializer = normal_fan_in(1.0)
+  recurrent_init: Initializer = normal_fan_in(0.5)
+
+  @nn.compact
+  def __call__(self, x: Array, extra_current: Optional[Array] = None) -> Array:
+    """Args: ``x`` ``[T, batch, in]`` spikes. Returns ``[T, batch, N]`` spikes."""
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
+                        self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+    tau = self.param("tau", nn.initializers.constant(self.tau_init), (self.features,),
+                     self.param_dtype)
+    rec = None
+    if self.recurrent:
+      rec = self.param("recurrent_kernel", self.recurrent_init,
+                       (self.features, self.features), self.param_dtype)
+    currents = x @ kernel.astype(x.dtype) + bias.astype(x.dtype)
+    if extra_current is not None:
+      currents = currents + extra_current
+    return self._lif(currents, tau, rec)
+
+
+def _conv(x: Array, kernel: Array, strides: Tuple[int, int], padding: str) -> Array:
+  """2-d convolution of ``[..., H, W, C]`` (any leading dims) with an HWIO kernel."""
+  lead = x.shape[:-3]
+  y = jax.lax.conv_general_dilated(
+      x.reshape((-1,) + x.shape[-3:]), kernel.astype(x.dtype), strides, padding,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y.reshape(lead + y.shape[1:])
+
+
+class Conv(_LIFConfig):
+  """Convolutional spiking layer (``{C}c{K}/{S}``) with one tau shared per layer.
+
+  Attributes:
+    features: output channels.
+    kernel_size: square kernel size K.
+    strides: stride S.
+    padding: ``"SAME"`` (default) or ``"VALID"``.
+    encoding: the layer receives an analog image ``[batch, H, W, C]`` (no time axis),
+      computes its conv once and feeds it at each of ``time_steps`` steps (the paper's
+      encoding layer for CIFAR10).
+    time_steps: T, needed when ``encoding`` is set.
+  """
+
+  features: int = 0
+  kernel_size: int = 3
+  strides: int = 1
+  padding: str = "SAME"
+  encoding: bool = False
+  time_steps: Optional[int] = None
+  kernel_init: Initializer = nn.initializers.he_normal()
+
+  @nn.compact
+  def __call__(self, x: Array, extra_current: Optional[Array] = None) -> Array:
+    """Args: ``x`` ``[T, batch, H, W, C]`` spikes (``[batch, H, W, C]`` analog if
+    ``encoding``). Returns ``[T, batch, H', W', features]`` spikes."""
+    k = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features),
+                        self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+    tau = self.param("tau", nn.initializers.constant(self.tau_init), (),
+                     self.param_dtype)
+    s = (self.strides, self.strides)
+    currents = _conv(x, kernel, s, self.padding) + bias.astype(x.dtype)
+    if self.encoding:
+      if not self.time_steps:
+        raise ValueError("an encoding layer needs time_steps (the model's time_steps)")
+      currents = jnp.broadcast_to(currents[None], (self.time_steps,) + currents.shape)
+    if extra_current is not None:
+      currents = currents + extra_current
+    return self._lif(currents, tau)
+
+
+class EncodingDense(Dense):
+  """Flat layer fed with an analog vector ``[batch, in]`` at every one of ``time_steps``.
+
+  The affine part runs once; its currents are repeated over the time steps.
+  """
+
+  time_steps: Optional[int] = None
+
+  @nn.compact
+  def __call__(self, x: Array, extra_current: Optional[Array] = None) -> Array:
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
+                        self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+    tau = self.param("tau", nn.initializers.constant(self.tau_init), (self.features,),
+                     self.param_dtype)
+    rec = None
+    if self.recurrent:
+      rec = self.param("recurrent_kernel", self.recurrent_init,
+                       (self.features, self.features), self.param_dtype)
+    if not self.time_steps:
+      raise ValueError("an encoding layer needs time_steps (the model's time_steps)")
+    currents = x @ kernel.astype(x.dtype) + bias.astype(x.dtype)
+    currents = jnp.broadcast_to(currents[None], (self.time_steps,) + currents.shape)
+    if extra_current is not None:
+      currents = currents + extra_current
+    return self._lif(currents, tau, rec)
+
+
+class Pool(nn.Module):
+  """Spatial pooling of spikes ``[T, batch, H, W, C]`` (window = stride = ``size``).
+
+  ``kind="max"`` (``p2``) keeps spikes binary (a logical OR over the window);
+  ``kind="avg"`` (``a2``) averages them (an analog current for the next layer).
+  """
+
+  size: int = 2
+  kind: str = "max"
+
+  def __call__(self, x: Array) -> Array:
+    lead = x.shape[:-3]
+    y = x.reshape((-1,) + x.shape[-3:])
+    win = (self.size, self.size)
+    if self.kind == "max":
+      y = nn.max_pool(y, win, strides=win, padding="VALID")
+    elif self.kind == "avg":
+      y = nn.avg_pool(y, win, strides=win, padding="VALID")
+    else:
+      raise ValueError(f"unknown pooling kind {self.kind!r}: expected 'max' or 'avg'")
+    return y.reshape(lead + y.shape[1:])
+
+
+class Shortcut(nn.Module):
+  """Projection shortcut of a residual block: a 1x1 conv (or dense) current, no bias.
+
+  Its weight is named ``kernel`` so rewiring and the l1 term act on it too.
+  """
+
+  features: int
+  strides: int = 1
+  conv: bool = True
+  kernel_init: Initializer = nn.initializers.he_normal()
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if self.conv:
+      kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features),
+                          self.param_dtype)
+      return _conv(x, kernel, (self.strides, self.strides), "SAME")
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
+                        self.param_dtype)
+    return x @ kernel.astype(x.dtype)
+
+
+class Residual(nn.Module):
+  """Residual block ``[l1-l2-...]`` of spiking layers.
+
+  The block's input spikes (or their projection by :class:`Shortcut` when the shape
+  changes) are added to the input current of the block's last layer, before its LIF
+  neurons: ``s_out = LIF(conv_last(s_prev) + b + shortcut(s_in))``.
+
+  Attributes:
+    layers: the inner layers, already-built modules (:class:`Conv` or :class:`Dense`).
+  """
+
+  layers: Sequence[nn.Module]
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Tuple[Array, ...]]:
+    """Returns the block output spikes and the spikes of every inner layer."""
+    h = x
+    inner = []
+    for layer in self.layers[:-1]:
+      h = layer(h)
+      inner.append(h)
+    last = self.layers[-1]
+    if isinstance(last, Conv):
+      stride = 1
+      for layer in self.layers:
+        stride *= layer.strides
+      same = stride == 1 and x.shape[-1] == last.features
+      shortcut = x if same else Shortcut(last.features, stride, conv=True, name="shortcut")(x)
+    else:
+      same = x.shape[-1] == last.features
+      shortcut = x if same else Shortcut(last.features, conv=False, name="shortcut")(x)
+    out = last(h, extra_current=shortcut)
+    inner.append(out)
+    return out, tuple(inner)

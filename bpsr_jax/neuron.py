@@ -1,0 +1,295 @@
+"""The spiking neuron: Heaviside spikes with a Gaussian surrogate and the LIF layer.
+
+This module is the functional core of bpsr_jax. Everything is a pure function on arrays,
+time-major: ``[T, ...batch/spatial dims..., N]``.
+
+The heterogeneous leaky integrate-and-fire (LIF) neuron of BPSR (eq. 1-3)::
+
+    u^t = tau * u^(t-1) * (1 - s^(t-1)) + I^t + s^(t-1) @ R
+    s^t = H(u^t - U_th)
+
+with ``u^0 = s^0 = 0``, ``I^t = W x^t + b`` the input current of step ``t`` (computed by the
+caller once for all steps: one matmul or conv over ``T * batch``), ``R`` the optional
+recurrent (intra-layer) kernel and ``H`` the Heaviside step whose derivative is replaced by
+a Gaussian of width ``alpha``.
+
+Two gradients are offered:
+
+* ``"bpsr"``: the paper's iterative gradient (eq. 6-12) as one ``jax.custom_vjp`` over the
+  whole sequence. The forward pass keeps only the membrane potentials ``u`` (one float per
+  neuron per step, the physical floor: spikes are ``u >= U_th``) and the backward pass is a
+  single reverse ``lax.scan`` that also accumulates ``d tau`` and ``d R``.
+* ``"autodiff"``: the same forward pass differentiated by JAX through the scan, with the
+  spike's surrogate from :func:`spike` and the reset gate under ``stop_gradient``. This is
+  STBP / BPTT, the baseline. Both give the same gradients to float round-off.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+#: Default width of the Gaussian surrogate (in units of membrane potential). With the
+#: default threshold 1.0 the surrogate peaks at ``1 / (sqrt(2 pi) * 0.5) ~= 0.80``.
+DEFAULT_ALPHA = 0.5
+
+GRADIENTS = ("bpsr", "autodiff")
+
+
+def surrogate(v: Array, alpha: float = DEFAULT_ALPHA) -> Array:
+  """Gaussian surrogate derivative of the Heaviside step.
+
+  Args:
+    v: any shape; the distance to threshold ``u - U_th``.
+    alpha: width of the Gaussian.
+
+  Returns:
+    ``exp(-v^2 / (2 alpha^2)) / (sqrt(2 pi) alpha)``, same shape and dtype as ``v``.
+  """
+  alpha = jnp.asarray(alpha, dtype=v.dtype)
+  return jnp.exp(-(v * v) / (2 * alpha * alpha)) / (math.sqrt(2 * math.pi) * alpha)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _spike(v, alpha):
+  return (v >= 0).astype(v.dtype)
+
+
+def _spike_fwd(v, alpha):
+  return _spike(v, alpha), v
+
+
+def _spike_bwd(alpha, v, g):
+  return (g * surrogate(v, alpha),)
+
+
+_spike.defvjp(_spike_fwd, _spike_bwd)
+
+
+def spike(v: Array, alpha: float = DEFAULT_ALPHA) -> Array:
+  """Heaviside spike ``1 if v >= 0 else 0`` with a Gaussian surrogate gradient.
+
+  Args:
+    v: any shape, floating point; the distance to threshold ``u - U_th``.
+    alpha: width of the Gaussian surrogate (a static Python float).
+
+  Returns:
+    Spikes in {0, 1}, same shape and dtype as ``v``. Its derivative is
+    :func:`surrogate` ``(v, alpha)``.
+  """
+  v = jnp.asarray(v)
+  if not jnp.issubdtype(v.dtype, jnp.floating):
+    raise TypeError(f"spike expects a floating-point array, got dtype {v.dtype}")
+  return _spike(v, float(alpha))
+
+
+# ---------------------------------------------------------------------------------------
+# Forward scan, shared by both gradients.
+
+
+def _flat_leading(x: Array) -> Array:
+  """``[..., N]`` -> ``[prod(...), N]``."""
+  return x.reshape((-1, x.shape[-1]))
+
+
+def _sum_to_shape(x: Array, shape: Tuple[int, ...]) -> Array:
+  """Sums ``x`` over the axes that broadcasting added or expanded to reach its shape."""
+  lead = x.ndim - len(shape)
+  x = jnp.sum(x, axis=tuple(range(lead))) if lead > 0 else x
+  axes = tuple(i for i, d in enumerate(shape) if d == 1 and x.shape[i] != 1)
+  if axes:
+    x = jnp.sum(x, axis=axes, keepdims=True)
+  return x.reshape(shape)
+
+
+def _forward_potentials(currents, tau, recurrent_kernel, threshold):
+  """Runs eq. 1-2 with ``lax.scan``; returns the potentials ``u`` ``[T, ..., N]``."""
+  dtype = currents.dtype
+  zeros = jnp.zeros(currents.shape[1:], dtype)
+  thr = jnp.asarray(threshold, dtype)
+
+  def step(carry, current):
+    u_prev, s_prev = carry
+    u = tau * u_prev * (1 - s_prev) + current
+    if recurrent_kernel is not None:
+      u = u + s_prev @ recurrent_kernel
+    s = (u >= thr).astype(dtype)
+    return (u, s), u
+
+  _, u = jax.lax.scan(step, (zeros, zeros), currents)
+  return u
+
+
+# ---------------------------------------------------------------------------------------
+# gradient="bpsr": one custom_vjp over the whole sequence.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _lif_bpsr(currents, tau, recurrent_kernel, threshold, alpha, with_potentials):
+  u = _forward_potentials(currents, tau, recurrent_kernel, threshold)
+  s = (u >= jnp.asarray(threshold, u.dtype)).astype(u.dtype)
+  return (s, u) if with_potentials else s
+
+
+def _lif_bpsr_fwd(currents, tau, recurrent_kernel, threshold, alpha, with_potentials):
+  u = _forward_potentials(currents, tau, recurrent_kernel, threshold)
+  s = (u >= jnp.asarray(threshold, u.dtype)).astype(u.dtype)
+  out = (s, u) if with_potentials else s
+  # Residuals: the potentials (spikes are recomputed from them), tau and R.
+  return out, (u, tau, recurrent_kernel)
+
+
+def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
+  u, tau, recurrent_kernel = residuals
+  if with_potentials:
+    g_s, g_u = cotangent
+  else:
+    g_s, g_u = cotangent, None
+  dtype = u.dtype
+  thr = jnp.asarray(threshold, dtype)
+  tau_b = jnp.asarray(tau, dtype)
+  recurrent = recurrent_kernel is not None
+  n = u.shape[-1]
+  delta0 = jnp.zeros(u.shape[1:], dtype)
+  dtau0 = jnp.zeros(jnp.shape(tau), dtype)
+  drec0 = jnp.zeros((n, n), dtype) if recurrent else None
+
+  def step(carry, xs):
+    # At step t the carry holds delta^(t+1) = dL/du^(t+1) and the running sums.
+    delta_next, dtau, drec = carry
+    u_t, g_s_t, g_u_t = xs
+    s_t = (u_t >= thr).astype(dtype)
+    gate = 1 - s_t
+    # eq. 10 for step t+1: d u^(t+1) / d tau = u^t (1 - s^t).
+    dtau = dtau + _sum_to_shape(delta_next * u_t * gate, jnp.shape(tau))
+    # dL/ds^t: from the loss / next layer, and (eq. 11) through the recurrent synapses.
+    ds = g_s_t
+    if recurrent:
+      ds = ds + delta_next @ recurrent_kernel.T
+      # eq. 12 for step t+1: d u^(t+1) / d R[k, i] = s_k^t.
+      drec = drec + _flat_leading(s_t).T @ _flat_leading(delta_next)
+    # eq. 7 / 11: the surrogate path plus the leak path (reset gate carries no gradient).
+    delta = ds * surrogate(u_t - thr, alpha) + delta_next * tau_b * gate
+    if g_u_t is not None:
+      delta = delta + g_u_t
+    return (delta, dtau, drec), delta
+
+  (_, dtau, drec), delta = jax.lax.scan(
+      step, (delta0, dtau0, drec0), (u, g_s, g_u), reverse=True)
+  # eq. 8-9 are the caller's business: delta is dL/d currents, and the currents are
+  # W x + b, so JAX turns it into dW, db and dx with one contraction over T * batch.
+  return delta, dtau.astype(jnp.result_type(tau)), drec
+
+
+_lif_bpsr.defvjp(_lif_bpsr_fwd, _lif_bpsr_bwd)
+
+
+# ---------------------------------------------------------------------------------------
+# gradient="autodiff": STBP / BPTT baseline.
+
+
+def _lif_autodiff(currents, tau, recurrent_kernel, threshold, alpha, with_potentials):
+  dtype = currents.dtype
+  zeros = jnp.zeros(currents.shape[1:], dtype)
+
+  def step(carry, current):
+    u_prev, s_prev = carry
+    u = tau * u_prev * (1 - jax.lax.stop_gradient(s_prev)) + current
+    if recurrent_kernel is not None:
+      u = u + s_prev @ recurrent_kernel
+    s = spike(u - threshold, alpha)
+    return (u, s), (s, u)
+
+  _, (s, u) = jax.lax.scan(step, (zeros, zeros), currents)
+  return (s, u) if with_potentials else s
+
+
+# ---------------------------------------------------------------------------------------
+# Public entry point.
+
+
+def _validate(currents, tau, recurrent_kernel, gradient):
+  if gradient not in GRADIENTS:
+    raise ValueError(
+        f"unknown gradient {gradient!r}: expected one of {', '.join(GRADIENTS)}")
+  if not hasattr(currents, "shape") or currents.ndim < 2:
+    raise ValueError(
+        "lif expects currents of shape [T, ..., N] (at least 2 dims: time and neurons), "
+        f"got shape {getattr(currents, 'shape', None)}")
+  if not jnp.issubdtype(currents.dtype, jnp.floating):
+    raise TypeError(f"lif expects floating-point currents, got dtype {currents.dtype}")
+  feature_shape = currents.shape[1:]
+  tau_shape = jnp.shape(tau)
+  try:
+    bshape = jnp.broadcast_shapes(tau_shape, feature_shape)
+  except ValueError:
+    bshape = None
+  if bshape != tuple(feature_shape):
+    raise ValueError(
+        f"tau of shape {tau_shape} does not broadcast against the per-step current shape "
+        f"{tuple(feature_shape)} (expected a scalar, [N] = [{feature_shape[-1]}], or a "
+        "shape broadcastable to [..., N])")
+  if recurrent_kernel is not None:
+    n = feature_shape[-1]
+    rshape = jnp.shape(recurrent_kernel)
+    if len(rshape) != 2 or rshape[0] != rshape[1]:
+      raise ValueError(
+          f"recurrent_kernel must be a square [N, N] matrix, got shape {rshape}")
+    if rshape[0] != n:
+      raise ValueError(
+          f"recurrent_kernel of shape {rshape} does not match the layer's N = {n} neurons "
+          f"(currents shape {tuple(currents.shape)}); expected [{n}, {n}]")
+
+
+def lif(
+    currents: Array,
+    tau: Union[float, Array],
+    *,
+    threshold: float = 1.0,
+    alpha: float = DEFAULT_ALPHA,
+    recurrent_kernel: Optional[Array] = None,
+    gradient: str = "bpsr",
+    return_potentials: bool = False,
+) -> Union[Array, Tuple[Array, Array]]:
+  """Heterogeneous LIF layer over a whole sequence (BPSR eq. 1-3).
+
+  Args:
+    currents: ``[T, ...batch/spatial dims..., N]`` floating point, the input current
+      ``W x^t + b`` of every step (the affine or conv part runs once over all steps
+      outside this function; its gradient is plain autodiff from ``dL/dcurrents``).
+    tau: leak factor in [0, 1], broadcasting against ``[..., N]``: a per-neuron vector
+      ``[N]`` (heterogeneous) or a scalar (homogeneous, e.g. a conv layer's shared tau).
+    threshold: firing threshold ``U_th`` (static).
+    alpha: width of the Gaussian surrogate (static).
+    recurrent_kernel: ``[N, N]`` intra-layer synapses, ``recurrent_kernel[k, i]`` from
+      neuron k to neuron i; the step adds ``s^(t-1) @ recurrent_kernel``. None for a
+      flat layer.
+    gradient: ``"bpsr"`` (iterative reverse-scan gradient, the default) or
+      ``"autodiff"`` (JAX through the scan: STBP / BPTT).
+    return_potentials: also return the membrane potentials.
+
+  Returns:
+    Spikes in {0, 1} with the shape and dtype of ``currents``; with
+    ``return_potentials=True`` the pair ``(spikes, potentials)``, both ``[T, ..., N]``.
+    The potentials are the values after integration and before reset (a spike at step
+    t means ``u^t >= threshold``).
+
+  Raises:
+    ValueError: currents with fewer than 2 dims, a tau that does not broadcast, a
+      non-square or mismatched recurrent kernel, or an unknown gradient name.
+    TypeError: non-floating currents.
+  """
+  currents = jnp.asarray(currents)
+  _validate(currents, tau, recurrent_kernel, gradient)
+  dtype = currents.dtype
+  tau = jnp.asarray(tau, dtype) if not hasattr(tau, "dtype") else tau.astype(dtype)
+  if recurrent_kernel is not None:
+    recurrent_kernel = jnp.asarray(recurrent_kernel).astype(dtype)
+  threshold, alpha = float(threshold), float(alpha)
+  fn = _lif_bpsr if gradient == "bpsr" else _lif_autodiff
+  return fn(currents, tau, recurrent_kernel, threshold, alpha, bool(return_potentials))
