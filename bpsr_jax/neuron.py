@@ -170,9 +170,12 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
     # dL/ds^t: from the loss / next layer, and (eq. 11) through the recurrent synapses.
     ds = g_s_t
     if recurrent:
-      ds = ds + delta_next @ recurrent_kernel.T
-      # eq. 12 for step t+1: d u^(t+1) / d R[k, i] = s_k^t.
-      drec = drec + _flat_leading(s_t).T @ _flat_leading(delta_next)
+      # delta^(t+1) @ R^T, contracting the post-synaptic axis of R in place.
+      ds = ds + jax.lax.dot_general(
+          delta_next, recurrent_kernel, (((delta_next.ndim - 1,), (1,)), ((), ())))
+      # eq. 12 for step t+1: d u^(t+1) / d R[k, i] = s_k^t, summed over the batch.
+      drec = drec + jax.lax.dot_general(
+          _flat_leading(s_t), _flat_leading(delta_next), (((0,), (0,)), ((), ())))
     # eq. 7 / 11: the surrogate path plus the leak path (reset gate carries no gradient).
     delta = ds * surrogate(u_t - thr, alpha) + delta_next * tau_b * gate
     if g_u_t is not None:

@@ -118,7 +118,8 @@ def path_str(path) -> str:
   return "/".join(_key_name(k) for k in path)
 
 
-def _leaf_name(path) -> str:
+def leaf_name(path) -> str:
+  """The last key of a key path as a string (``"kernel"``)."""
   return _key_name(path[-1]) if path else ""
 
 
@@ -141,7 +142,7 @@ def select_leaves(params: PyTree, where: Where = None) -> PyTree:
                        and all(isinstance(n, str) for n in where)):
     names = frozenset(SYNAPSE_NAMES if where is None else where)
     selection = jax.tree_util.tree_map_with_path(
-        lambda path, _: _leaf_name(path) in names, params)
+        lambda path, _: leaf_name(path) in names, params)
   else:
     tree = where(params) if callable(where) else where
     selection = jax.tree.broadcast(tree, params)
@@ -191,14 +192,14 @@ def init_coordinates(params: PyTree, *, seed: Union[int, Array] = 0,
   coords = [optax.MaskedNode()] * len(flat)
   post_of = {}  # parent path -> (n_post, post coordinates) of a sibling `kernel`.
   order = sorted(range(len(flat)),
-                 key=lambda i: _leaf_name(flat[i][0]) == "recurrent_kernel")
+                 key=lambda i: leaf_name(flat[i][0]) == "recurrent_kernel")
   for i in order:
     path, leaf = flat[i]
     if not sel[i] or jnp.ndim(leaf) < 2:
       continue
     n_pre, n_post = jnp.shape(leaf)[-2:]
     k_pre, k_post = jax.random.split(jax.random.fold_in(key, i))
-    name, parent = _leaf_name(path), tuple(path[:-1])
+    name, parent = leaf_name(path), tuple(path[:-1])
     if name == "recurrent_kernel" and n_pre == n_post:
       shared = post_of.get(parent)
       if shared is not None and shared.shape[0] == n_post:

@@ -1,0 +1,41 @@
+"""MIT-BIH arrhythmia, level-crossing spikes, T = 40 (the paper: rMLP r18-fc8-fc5, 98.41 %).
+
+    python -m experiments.mitbih --flagfile=experiments/flagfiles/mitbih.flags \
+        --data_dir=/path/to/mitdb
+
+``--data_dir``: the PhysioNet mitdb files (``NNN.hea``, ``NNN.dat``, ``NNN.atr`` of the
+48 records; ``wfdb.dl_database("mitdb", dir)`` downloads them). ``--classes=18`` gives
+the 18-class model (``--model=r18-fc18-fc18`` or similar: the output layer must have 18
+neurons). Accuracy and balanced accuracy (mean per-class recall) are both reported.
+"""
+from absl import app
+from absl import flags
+
+from experiments import common
+
+flags.DEFINE_enum("classes", "5", ["5", "18"], "AAMI 5 classes or the 18 beat types.")
+flags.DEFINE_enum("split", "random", ["random", "inter_patient"],
+                  "Random stratified 80/20 beat split, or de Chazal's DS1/DS2 patients.")
+flags.DEFINE_float("lc_delta", 0.1, "Level-crossing level spacing (mV).")
+common.set_defaults(model="r18-fc8-fc5", encoding="none", time_steps=40, epochs=20,
+                    batch_size=64, balanced_accuracy=True)
+FLAGS = flags.FLAGS
+
+
+def load():
+  from bpsr_jax import data  # pylint: disable=g-import-not-at-top
+  if FLAGS.data_dir is None:
+    raise FileNotFoundError("no --data_dir given: the folder with the mitdb records")
+  return data.load_mitbih(FLAGS.data_dir, classes=int(FLAGS.classes), split=FLAGS.split,
+                          time_steps=FLAGS.time_steps, delta=FLAGS.lc_delta,
+                          seed=FLAGS.seed)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  common.run("mitbih", load, extra_flags=("classes", "split", "lc_delta"))
+
+
+if __name__ == "__main__":
+  app.run(main)

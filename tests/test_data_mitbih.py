@@ -1,0 +1,149 @@
+"""MIT-BIH on the 48 real records of ../shared/data/mitdb, checked against wfdb.rdann."""
+
+import collections
+import shutil
+
+import numpy as np
+import pytest
+
+from bpsr_jax import data
+from bpsr_jax import encode
+from bpsr_jax.data import mitbih
+
+wfdb = pytest.importorskip("wfdb")
+
+AAMI = {"N": "NLRej", "S": "AaJS", "V": "VE", "F": "F", "Q": "/fQ"}
+BEFORE, AFTER, SIG_LEN = 90, 162, 650000  # 0.25 s and 0.45 s at 360 Hz
+
+
+@pytest.fixture(scope="module")
+def mitdb(shared_data):
+  return shared_data / "mitdb"
+
+
+@pytest.fixture(scope="module")
+def annotations(mitdb):
+  """Independent truth: every record's annotations read directly with wfdb."""
+  out = {}
+  for r in mitbih.RECORDS:
+    ann = wfdb.rdann(str(mitdb / r), "atr")
+    out[r] = (np.asarray(ann.symbol), np.asarray(ann.sample))
+  return out
+
+
+@pytest.fixture(scope="module")
+def random_split(mitdb):
+  return data.load_mitbih(mitdb, classes=5, split="random", time_steps=40, seed=0)
+
+
+def _expected_beats(annotations, symbols):
+  """Per record: annotations with a kept symbol whose window fits in the record."""
+  counts = {}
+  for r, (sym, smp) in annotations.items():
+    ok = np.isin(sym, list(symbols)) & (smp >= BEFORE) & (smp + AFTER <= SIG_LEN)
+    counts[r] = collections.Counter(sym[ok].tolist())
+  return counts
+
+
+def test_record_list_matches_files(mitdb):
+  assert sorted(p.stem for p in mitdb.glob("*.hea")) == list(mitbih.RECORDS)
+  assert len(mitbih.DS1) == len(mitbih.DS2) == 22
+  assert not set(mitbih.DS1) & set(mitbih.DS2)
+  assert set(mitbih.DS1) | set(mitbih.DS2) | set(mitbih.PACED_RECORDS) == set(mitbih.RECORDS)
+
+
+def test_beat_counts_per_record_agree_with_annotations(random_split, annotations):
+  train, test = random_split
+  symbols = "".join(AAMI.values())
+  expected = _expected_beats(annotations, symbols)
+  records = np.concatenate([train.meta["record"], test.meta["record"]])
+  syms = np.concatenate([train.meta["symbol"], test.meta["symbol"]])
+  for r in mitbih.RECORDS:
+    got = collections.Counter(syms[records == r].tolist())
+    assert got == expected[r], r
+  # Only beats in the first 0.25 s / last 0.45 s of a record are dropped.
+  raw_total = sum(np.isin(s, list(symbols)).sum() for s, _ in annotations.values())
+  assert 0 < raw_total - (len(train) + len(test)) < 100
+
+
+def test_aami_histogram_and_labels(random_split, annotations):
+  train, test = random_split
+  expected = _expected_beats(annotations, "".join(AAMI.values()))
+  hist = {c: sum(cnt[s] for cnt in expected.values() for s in syms) for c, syms in AAMI.items()}
+  got = {c: train.class_histogram()[c] + test.class_histogram()[c] for c in AAMI}
+  print("\nMIT-BIH AAMI class histogram (48 records):", got,
+        "\n  train:", train.class_histogram(), "\n  test: ", test.class_histogram())
+  assert got == hist
+  assert train.class_names == ("N", "S", "V", "F", "Q")
+  for ds in (train, test):  # label = AAMI class of the annotation symbol
+    for c, syms in enumerate(AAMI.values()):
+      assert np.isin(ds.meta["symbol"][ds.y == c], list(syms)).all()
+
+
+def test_random_split_is_stratified_and_seeded(random_split, mitdb):
+  train, test = random_split
+  assert train.x.shape[1:] == (40, 4) and train.x.dtype == np.uint8 and train.kind == "spikes"
+  assert set(np.unique(train.x)) <= {0, 1}
+  n_tr, n_te = np.bincount(train.y, minlength=5), np.bincount(test.y, minlength=5)
+  np.testing.assert_array_equal(n_te, np.round(0.2 * (n_tr + n_te)).astype(int))
+  keys = lambda ds: set(zip(ds.meta["record"].tolist(), ds.meta["sample"].tolist()))
+  assert not keys(train) & keys(test)
+  other, _ = data.load_mitbih(mitdb, records=("100", "119"), seed=0)
+  assert set(np.unique(other.meta["record"])) == {"100", "119"}
+
+
+def test_spikes_are_level_crossings_of_the_beat(random_split, mitdb):
+  train, _ = random_split
+  i = int(np.flatnonzero(train.meta["record"] == "119")[5])
+  beats = mitbih.read_record_beats(mitdb, "119", symbols="".join(AAMI.values()))
+  j = int(np.flatnonzero(beats["sample"] == train.meta["sample"][i])[0])
+  assert beats["signal"].shape[1:] == (BEFORE + AFTER, 2)
+  assert beats["leads"].tolist() == ["MLII", "V1"]
+  expected = encode.level_crossing(beats["signal"][j], 0.1, time_steps=40, binary=True)
+  np.testing.assert_array_equal(train.x[i], expected)
+  # Record 114 stores MLII second; the loader puts it first.
+  assert mitbih.read_record_beats(mitdb, "114", symbols="N")["leads"][0] == "MLII"
+
+
+def test_inter_patient_and_18_classes(mitdb, annotations):
+  train, test = data.load_mitbih(mitdb, classes=18, split="inter_patient")
+  assert set(np.unique(train.meta["record"])) == set(mitbih.DS1)
+  assert set(np.unique(test.meta["record"])) == set(mitbih.DS2)
+  assert train.num_classes == 18 and len(set(train.class_names)) == 18
+  expected = _expected_beats({r: annotations[r] for r in mitbih.DS2}, mitbih.CLASSES_18)
+  total = collections.Counter()
+  for cnt in expected.values():
+    total.update(cnt)
+  got = test.class_histogram()
+  assert {k: v for k, v in got.items() if v} == dict(total)
+  print("\nMIT-BIH 18-class histogram, DS1:", train.class_histogram(), "\n  DS2:", got)
+
+
+def test_custom_mapping_and_unknown_mapping(mitdb):
+  train, test = data.load_mitbih(mitdb, classes={"normal": "N", "pvc": "V"}, records=("119",),
+                                 time_steps=10)
+  assert train.class_names == ("normal", "pvc") and train.x.shape[1:] == (10, 4)
+  assert set(np.concatenate([train.meta["symbol"], test.meta["symbol"]])) == {"N", "V"}
+  with pytest.raises(ValueError, match="unknown class mapping 7"):
+    data.load_mitbih(mitdb, classes=7)
+  with pytest.raises(ValueError, match="mapped to two classes"):
+    data.load_mitbih(mitdb, classes={"a": "NV", "b": "V"})
+  with pytest.raises(ValueError, match="split"):
+    data.load_mitbih(mitdb, split="leave_one_out")
+  with pytest.raises(ValueError, match="unknown records"):
+    data.load_mitbih(mitdb, records=("999",))
+
+
+def test_missing_and_truncated_files(tmp_path, mitdb):
+  with pytest.raises(FileNotFoundError, match=r"absent.*NNN.hea, NNN.dat"):
+    data.load_mitbih(tmp_path / "absent", records=("100",))
+  with pytest.raises(FileNotFoundError, match=r"100.hea not found"):
+    data.load_mitbih(tmp_path, records=("100",))  # wrong --data_dir: exists, no records
+  for ext in ("hea", "atr"):
+    shutil.copy(mitdb / f"100.{ext}", tmp_path / f"100.{ext}")
+  (tmp_path / "100.dat").write_bytes((mitdb / "100.dat").read_bytes()[:1_000_000])
+  with pytest.raises(ValueError, match=r"100.dat has 1000000 bytes, expected 1950000.*truncated"):
+    data.load_mitbih(tmp_path, records=("100",))
+  (tmp_path / "100.atr").unlink()
+  with pytest.raises(FileNotFoundError, match=r"100.atr not found"):
+    data.load_mitbih(tmp_path, records=("100",))

@@ -1,0 +1,130 @@
+"""MNIST loader on the shipped IDX files, the real files in ../shared/data, tiny IDX files and
+a mocked TFDS."""
+
+import gzip
+import hashlib
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from bpsr_jax import data
+from bpsr_jax.data import mnist_loader
+
+# The canonical label histograms of MNIST (train 60,000, test 10,000).
+TRAIN_HIST = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_HIST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+  return data.load_mnist()
+
+
+def test_shipped_counts_shapes_labels(shipped):
+  train, test = shipped
+  assert train.x.shape == (60000, 28, 28, 1) and test.x.shape == (10000, 28, 28, 1)
+  assert train.x.dtype == np.float32 and train.y.dtype == np.int32
+  assert train.kind == "analog" and train.num_classes == 10
+  assert train.class_names == tuple("0123456789")
+  np.testing.assert_array_equal(np.bincount(train.y), TRAIN_HIST)
+  np.testing.assert_array_equal(np.bincount(test.y), TEST_HIST)
+  assert train.x.min() == 0.0 and train.x.max() == 1.0
+  # Well-known first labels of each split.
+  assert train.y[:5].tolist() == [5, 0, 4, 1, 9]
+  assert test.y[:5].tolist() == [7, 2, 1, 0, 4]
+  # Mean pixel intensity of MNIST's training set: 0.1307.
+  assert abs(float(train.x.mean()) - 0.1307) < 5e-4
+
+
+def test_shipped_files_match_shared_data(shared_data):
+  sums = {}
+  for line in (shared_data / "SHA256SUMS").read_text().splitlines():
+    digest, name = line.split()
+    sums[name.removeprefix("./")] = digest
+  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    shipped = mnist_loader.SHIPPED_DIR / name
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == sums[f"mnist/{name}"]
+  assert "CC BY-SA 3.0" in (mnist_loader.SHIPPED_DIR / "LICENSE.txt").read_text()
+
+
+def test_load_from_shared_directory(shared_data, shipped):
+  train, test = data.load_mnist(shared_data / "mnist", limit=100)
+  np.testing.assert_array_equal(train.x, shipped[0].x[:100])
+  np.testing.assert_array_equal(test.y, shipped[1].y[:100])
+
+
+def _write_idx(path, array, compress):
+  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+  payload = header + array.astype(np.uint8).tobytes()
+  if compress:
+    with gzip.open(path.with_name(path.name + ".gz"), "wb") as f:
+      f.write(payload)
+  else:
+    path.write_bytes(payload)
+
+
+def _tiny_idx_dir(tmp_path, compress=False):
+  rng = np.random.default_rng(0)
+  arrays = {}
+  for split, n in (("train", 6), ("test", 4)):
+    im = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
+    lab = rng.integers(0, 10, n).astype(np.uint8)
+    images_stem, labels_stem = mnist_loader.IDX_FILES[split]
+    _write_idx(tmp_path / images_stem, im, compress)
+    _write_idx(tmp_path / labels_stem, lab, compress)
+    arrays[split] = (im, lab)
+  return arrays
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_any_idx_directory(tmp_path, compress):
+  arrays = _tiny_idx_dir(tmp_path, compress)
+  train, test = data.load_mnist(tmp_path)
+  np.testing.assert_allclose(train.x[..., 0], arrays["train"][0] / 255.0, rtol=1e-6)
+  np.testing.assert_array_equal(test.y, arrays["test"][1])
+  assert train.x.shape == (6, 28, 28, 1)
+
+
+def test_errors_name_path_and_layout(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"does_not_exist.*train-images-idx3-ubyte"):
+    data.load_mnist(tmp_path / "does_not_exist")
+  with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte.*not found"):
+    data.load_mnist(tmp_path)  # exists, but empty: a wrong --data_dir
+  with pytest.raises(ValueError, match="source"):
+    data.load_mnist(source="kaggle")
+
+
+def test_truncated_files(tmp_path):
+  _tiny_idx_dir(tmp_path)
+  raw = tmp_path / "train-images-idx3-ubyte"
+  raw.write_bytes(raw.read_bytes()[:-100])
+  with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.*must be \d+ bytes.*truncated"):
+    data.load_mnist(tmp_path)
+  gz_dir = tmp_path / "gz"
+  gz_dir.mkdir()
+  for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz"):
+    shutil.copy(mnist_loader.SHIPPED_DIR / name, gz_dir / name)
+  blob = (mnist_loader.SHIPPED_DIR / "train-images-idx3-ubyte.gz").read_bytes()
+  (gz_dir / "train-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 2])
+  with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz.*truncated"):
+    data.load_mnist(gz_dir)
+  (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+  with pytest.raises(ValueError, match="not an IDX file"):
+    data.read_idx(tmp_path / "bad")
+
+
+def test_tfds_route_with_mock_data(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=12):
+    train, test = data.load_mnist(source="tfds", data_dir=str(tmp_path))
+  for ds in (train, test):
+    assert ds.x.shape == (12, 28, 28, 1) and ds.x.dtype == np.float32
+    assert 0.0 <= ds.x.min() and ds.x.max() <= 1.0
+    assert ds.y.dtype == np.int32 and ((0 <= ds.y) & (ds.y < 10)).all()
+  with tfds.testing.mock_data(num_examples=12):
+    small, _ = data.load_mnist(source="tfds", limit=5)
+  assert len(small) == 5

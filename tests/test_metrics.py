@@ -1,0 +1,152 @@
+"""Metrics on hand-computed tiny networks: synapses, connections, SOPs, FLOPs, energy."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpsr_jax import metrics
+from bpsr_jax.models import SNN
+
+
+def _set(params, **layers):
+  """Replaces whole layers' params (numpy in, jnp out)."""
+  p = jax.tree_util.tree_map(lambda a: a, params)
+  for name, leaves in layers.items():
+    for k, v in leaves.items():
+      p[name][k] = jnp.asarray(v, jnp.float32)
+  return p
+
+
+def _mlp():
+  """fc3-fc2 on 4 inputs, T = 2, one sample; every number below is by hand."""
+  model = SNN("fc3-fc2")
+  x = jnp.array([[[1, 0, 1, 0]], [[0, 1, 0, 0]]], jnp.float32)  # [T=2, B=1, 4]
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  params = _set(
+      params,
+      fc0=dict(kernel=[[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]], bias=[0, 0, 0],
+               tau=[0.5] * 3),
+      fc1=dict(kernel=[[1, 0], [0, 0.5], [0, 0]], bias=[0, 0], tau=[0.5] * 2))
+  return model, params, x
+
+
+def test_mlp_counts_by_hand():
+  model, params, x = _mlp()
+  r = metrics.measure(model, {"params": params}, x)
+  l0, l1 = r.layers
+  # Layer 0: currents t0 = [2, 0, 0] -> spike n0; t1 = [0, 1, 0] -> spike n1.
+  assert (l0.neurons, l0.synapses, l0.connections) == (3, 3, 3)
+  assert l0.spikes == 2 and l0.firing_rate == pytest.approx(2 / 6)
+  # SOPs: t0 inputs 0 and 2 (1 synapse each), t1 input 1 (1 synapse).
+  assert l0.sops == 3 and l0.input_spikes == 3
+  # Layer 1: t0 current [1, 0] -> spike; t1 [0, 0.5] -> none.
+  assert (l1.synapses, l1.spikes, l1.sops) == (2, 1, 2)
+  assert r.synapses == 5 and r.sops == 5 and r.spikes == 3 and r.hidden_spikes == 2
+  assert r.firing_rate == pytest.approx(3 / 10)
+  assert r.input_spikes == 3
+  assert l0.first and not l1.first
+
+
+def test_energy_by_hand():
+  model, params, x = _mlp()
+  r = metrics.measure(model, {"params": params}, x)
+  ops = metrics.snn_ops(r)
+  # 5 SOP adds; 10 neuron-steps: 1 mul + 2 adds + 1 bit op each.
+  assert ops == {"fl_add": 25, "fl_mul": 10, "fi_add": 0, "bit_op": 10}
+  assert metrics.energy(ops) == 25 + 4 * 10
+  q = metrics.snn_ops(r, quantized=True)
+  assert q == {"fl_add": 0, "fl_mul": 0, "fi_add": 25, "bit_op": 20}
+  assert metrics.energy(q) == pytest.approx(5.0)
+  ann = metrics.reference_ops(r, "ann")
+  assert ann == {"fl_add": 10, "fl_mul": 5, "fi_add": 0, "bit_op": 5}
+  assert metrics.energy(ann) == 30
+  bnn = metrics.reference_ops(r, "bnn")  # first layer float MACs, then XNOR/popcount
+  assert bnn == {"fl_add": 8, "fl_mul": 8, "fi_add": 0, "bit_op": 9}
+  assert metrics.energy(bnn) == 40
+  rows = {row["network"]: row for row in metrics.energy_table(r)}
+  assert rows["snn"]["energy"] == 65 and rows["xnor"]["energy"] == 40 + 4 * 5
+  with pytest.raises(KeyError, match="no energy cost"):
+    metrics.energy({"fl_div": 1})
+  with pytest.raises(ValueError, match="unknown reference"):
+    metrics.reference_ops(r, "cnn")
+
+
+def test_learning_flops_by_hand():
+  model, params, x = _mlp()
+  r = metrics.measure(model, {"params": params}, x)
+  per_neuron = metrics.NEURON_FWD_FLOPS + metrics.NEURON_BWD_FLOPS
+  # fc0 (reads the input: no dx): fwd 2*3*2, dW 12; fc1: fwd 8, dW 8, dx 8.
+  want = 12 + 12 + 3 * 2 * per_neuron + 8 + 8 + 8 + 2 * 2 * per_neuron
+  assert r.learning_flops == want
+  assert metrics.dense_inference_flops(r) == 12 + 8 + metrics.NEURON_FWD_FLOPS * 10
+
+
+def test_recurrent_sops_skip_last_step():
+  model = SNN("r2-fc1")
+  x = jnp.array([[[1.0]], [[0.0]], [[1.0]]])  # T=3, B=1, 1 input
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  params = _set(params,
+                r0=dict(kernel=[[1.0, 0.0]], bias=[0, 0], tau=[0, 0],
+                        recurrent_kernel=[[0, 0.5], [0, 0]]),
+                fc1=dict(kernel=[[0.0], [0.0]], bias=[0], tau=[0]))
+  r = metrics.measure(model, {"params": params}, x)
+  rec = r.layers[0]
+  # n0 spikes at t0 and t2; the recurrent synapse 0 -> 1 carries only the t0 spike.
+  assert rec.spikes == 2
+  assert rec.synapses == 2 and rec.recurrent_connections == 1
+  assert rec.sops == 2 + 1
+  assert r.layers[1].synapses == 0 and r.layers[1].sops == 0
+
+
+def test_conv_connections_per_position_and_pooling():
+  model = SNN("2c3-p2-fc2")
+  x = jnp.ones((1, 1, 4, 4, 1))
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  k = np.ones((3, 3, 1, 2), np.float32)
+  k[1, 1, 0, 0] = 0.0  # channel 0 loses its centre tap
+  params = _set(params, conv0=dict(kernel=k))
+  r = metrics.measure(model, {"params": params}, x)
+  conv, pool, fc = r.layers
+  # 4x4 SAME: in-bounds outputs per tap and axis 3 + 4 + 3 = 10 -> 100 per channel;
+  # channel 0 misses 16 centre connections.
+  assert conv.synapses == 17 and conv.connections == 200 - 16
+  # All 16 inputs spike once: SOPs = connections.
+  assert conv.sops == 184
+  # p2: 2x2x2 outputs, 4 inputs each.
+  assert pool.kind == "pool" and pool.connections == 32 and pool.sops == pool.input_spikes
+  assert fc.synapses == int(np.count_nonzero(params["fc2"]["kernel"]))
+  assert r.connections == 184 + 32 + fc.connections
+
+
+def test_matmul_floor_flops():
+  f = metrics.mlp_step_matmul_flops((784, 100, 10), time_steps=10, batch=32)
+  rows = 320
+  assert f == 2 * rows * 784 * 100 * 2 + 2 * rows * 100 * 10 * 3
+  with pytest.raises(ValueError):
+    metrics.mlp_step_matmul_flops((784,), 10, 32)
+
+
+def test_no_spikes_recorded_is_a_clear_error():
+  dense = nn.Dense(3)
+  x = jnp.ones((2, 4))
+  v = dense.init(jax.random.PRNGKey(0), x)
+  with pytest.raises(ValueError, match="no spikes recorded"):
+    metrics.measure(dense, v, x)
+  with pytest.raises(ValueError, match="no spikes recorded"):
+    metrics.firing_rates(())
+  with pytest.raises(ValueError, match="no spikes recorded"):
+    metrics.firing_rates(None)
+  with pytest.raises(ValueError, match=r"\[T, batch"):
+    metrics.firing_rates([jnp.ones((3,))])
+
+
+def test_firing_rates_from_model_output():
+  model, params, x = _mlp()
+  out, hidden = model.apply({"params": params}, x)
+  assert metrics.firing_rates(list(hidden) + [out]) == pytest.approx([2 / 6, 1 / 4])
+  assert metrics.spikes_per_sample(list(hidden) + [out]) == [2.0, 1.0]
+  report = metrics.measure(model, {"params": params}, x)
+  d = report.as_dict()
+  assert d["synapses"] == 5 and d["energy_float"] == 65 and len(d["layers"]) == 2
+  assert "| **total** |" in report.table()

@@ -1,0 +1,203 @@
+"""Tests of bpsr_jax.neuron against an independent reference.
+
+The reference is a plain Python loop over time written here (eq. 1-2), with the spike's
+surrogate written out as its own custom_vjp, differentiated by JAX. It shares no code
+with the library.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bpsr_jax
+from bpsr_jax import neuron
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@jax.custom_vjp
+def _ref_heaviside(v):
+  return jnp.where(v >= 0, 1.0, 0.0).astype(v.dtype)
+
+
+def _ref_heaviside_fwd(v):
+  return _ref_heaviside(v), v
+
+
+def _ref_heaviside_bwd(v, g):
+  alpha = 0.5
+  return (g * jnp.exp(-v**2 / (2 * alpha**2)) / (math.sqrt(2 * math.pi) * alpha),)
+
+
+_ref_heaviside.defvjp(_ref_heaviside_fwd, _ref_heaviside_bwd)
+
+
+def reference_lif(currents, tau, rec=None, threshold=1.0):
+  """Python-loop LIF: u = tau u (1 - s) + I + s @ R; s = H(u - thr); reset gate detached."""
+  u = jnp.zeros(currents.shape[1:], currents.dtype)
+  s = jnp.zeros(currents.shape[1:], currents.dtype)
+  out = []
+  for t in range(currents.shape[0]):
+    gate = 1.0 - jax.lax.stop_gradient(s)
+    new_u = tau * u * gate + currents[t]
+    if rec is not None:
+      new_u = new_u + jnp.matmul(s, rec)
+    u = new_u
+    s = _ref_heaviside(u - threshold)
+    out.append(s)
+  return jnp.stack(out)
+
+
+def _inputs(seed, t, shape, recurrent, shared_tau=False):
+  k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(seed), 4)
+  n = shape[-1]
+  currents = 0.3 + 0.8 * jax.random.normal(k1, (t,) + shape)
+  tau = jnp.asarray(0.6) if shared_tau else jax.random.uniform(k2, (n,), minval=0.1,
+                                                               maxval=0.95)
+  rec = 0.4 * jax.random.normal(k3, (n, n)) if recurrent else None
+  weights = jax.random.normal(k4, (t,) + shape)  # a random linear readout of the spikes
+  return currents, tau, rec, weights
+
+
+def _rel_err(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)
+
+
+CASES = [
+    # (T, per-step shape [..., N], recurrent, shared tau)
+    (1, (4, 8), False, False),
+    (1, (4, 8), True, False),
+    (300, (3, 16), False, False),
+    (300, (3, 16), True, False),
+    (7, (2, 5, 5, 3), False, True),     # conv-shaped: [batch, H, W, C], shared tau
+    (25, (2, 6, 6, 4), False, False),   # conv-shaped, per-channel tau
+    (13, (6,), True, False),            # no batch dim at all
+    (9, (2, 3, 7), True, False),        # two leading dims with a recurrent kernel
+]
+
+
+@pytest.mark.parametrize("gradient", ["bpsr", "autodiff"])
+@pytest.mark.parametrize("t,shape,recurrent,shared", CASES)
+def test_spikes_and_gradients_match_reference(gradient, t, shape, recurrent, shared):
+  currents, tau, rec, w = _inputs(t * 7 + len(shape), t, shape, recurrent, shared)
+
+  def loss(fn):
+    def f(c, tau, rec):
+      return jnp.sum(fn(c, tau, rec) * w)
+    return f
+
+  lib = loss(lambda c, tau, rec: bpsr_jax.lif(c, tau, recurrent_kernel=rec,
+                                              gradient=gradient))
+  ref = loss(reference_lif)
+  s_lib = bpsr_jax.lif(currents, tau, recurrent_kernel=rec, gradient=gradient)
+  s_ref = reference_lif(currents, tau, rec)
+  np.testing.assert_array_equal(s_lib, s_ref)
+  assert s_lib.shape == currents.shape and s_lib.dtype == currents.dtype
+  assert 0 < float(jnp.mean(s_ref)) < 1  # a case with spikes and silences
+
+  argnums = (0, 1, 2) if recurrent else (0, 1)
+  g_lib = jax.jit(jax.grad(lib, argnums=argnums))(currents, tau, rec)
+  g_ref = jax.grad(ref, argnums=argnums)(currents, tau, rec)
+  for name, a, b in zip(["currents", "tau", "recurrent_kernel"], g_lib, g_ref):
+    assert a.shape == b.shape, name
+    assert _rel_err(a, b) < 1e-5, (name, _rel_err(a, b))
+    if t > 1 or name == "currents":  # at T = 1, d tau and d R are exactly 0 (u^0 = s^0 = 0)
+      assert np.max(np.abs(np.asarray(b))) > 0, name  # not trivially zero
+    else:
+      np.testing.assert_array_equal(a, 0.0)
+
+
+def test_bpsr_equals_autodiff_under_vmap_and_grad_of_jit():
+  currents, tau, rec, w = _inputs(3, 40, (5, 12), True)
+
+  def per_example_grad(gradient):
+    # c: [T, N], one example; vmapped over the batch axis 1 of currents.
+    f = lambda c, tau, rec: jnp.sum(
+        bpsr_jax.lif(c, tau, recurrent_kernel=rec, gradient=gradient))
+    return jax.vmap(jax.grad(f, argnums=(0, 1, 2)), in_axes=(1, None, None))
+
+  def grad_of_jit(gradient):
+    f = jax.jit(lambda c, tau, rec: jnp.sum(
+        bpsr_jax.lif(c, tau, recurrent_kernel=rec, gradient=gradient) * w))
+    return jax.grad(f, argnums=(0, 1, 2))
+
+  for make in (per_example_grad, grad_of_jit):
+    ga = make("bpsr")(currents, tau, rec)
+    gb = make("autodiff")(currents, tau, rec)
+    for a, b in zip(ga, gb):
+      assert a.shape == b.shape
+      assert _rel_err(a, b) < 1e-5
+
+
+def test_potentials_returned_and_differentiable():
+  currents, tau, rec, w = _inputs(5, 20, (3, 6), True)
+  s, u = bpsr_jax.lif(currents, tau, recurrent_kernel=rec, return_potentials=True)
+  np.testing.assert_array_equal(s, (u >= 1.0).astype(s.dtype))
+  # Hand check of eq. 1 at t = 0 and t = 1.
+  np.testing.assert_allclose(u[0], currents[0], rtol=1e-6)
+  np.testing.assert_allclose(
+      u[1], tau * u[0] * (1 - s[0]) + currents[1] + s[0] @ rec, rtol=1e-5, atol=1e-6)
+
+  def f(gradient):
+    def loss(c, tau, rec):
+      s, u = bpsr_jax.lif(c, tau, recurrent_kernel=rec, gradient=gradient,
+                          return_potentials=True)
+      return jnp.sum(s * w) + 0.1 * jnp.sum(u**2)
+    return loss
+
+  ga = jax.grad(f("bpsr"), argnums=(0, 1, 2))(currents, tau, rec)
+  gb = jax.grad(f("autodiff"), argnums=(0, 1, 2))(currents, tau, rec)
+  for a, b in zip(ga, gb):
+    assert _rel_err(a, b) < 1e-5
+
+
+def test_hand_computed_flat_sequence():
+  # One neuron, tau = 0.5, threshold 1: currents 0.6, 0.6, 0.6, 0.0
+  # u1 = 0.6 (no spike); u2 = 0.3 + 0.6 = 0.9; u3 = 0.45 + 0.6 = 1.05 -> spike;
+  # u4 = 0.5 * 1.05 * 0 + 0 = 0 (hard reset).
+  c = jnp.array([0.6, 0.6, 0.6, 0.0]).reshape(4, 1)
+  s, u = bpsr_jax.lif(c, jnp.array([0.5]), return_potentials=True)
+  np.testing.assert_allclose(u[:, 0], [0.6, 0.9, 1.05, 0.0], rtol=1e-6)
+  np.testing.assert_array_equal(s[:, 0], [0, 0, 1, 0])
+
+
+def test_surrogate_closed_form():
+  v = jnp.linspace(-3, 3, 61)
+  for alpha in [0.2, 0.5, 1.0]:
+    expected = np.exp(-np.asarray(v, np.float64)**2 / (2 * alpha**2)) / (np.sqrt(2 * np.pi) * alpha)
+    np.testing.assert_allclose(neuron.surrogate(v, alpha), expected, rtol=2e-5, atol=1e-30)
+    g = jax.vmap(jax.grad(lambda x: bpsr_jax.spike(x, alpha)))(v)
+    np.testing.assert_allclose(g, expected, rtol=2e-5, atol=1e-30)
+  np.testing.assert_array_equal(bpsr_jax.spike(jnp.array([-1e-7, 0.0, 1e-7])), [0, 1, 1])
+
+
+def test_bfloat16_keeps_dtype():
+  c = (0.6 * jnp.ones((5, 2, 3))).astype(jnp.bfloat16)
+  s = bpsr_jax.lif(c, jnp.full((3,), 0.5))
+  assert s.dtype == jnp.bfloat16
+  g = jax.grad(lambda c: jnp.sum(bpsr_jax.lif(c, 0.5).astype(jnp.float32)))(c)
+  assert g.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(currents=jnp.ones((5,))), "at least 2 dims"),
+    (dict(tau=jnp.ones((4,))), "does not broadcast"),
+    (dict(recurrent_kernel=jnp.ones((3, 4))), "square"),
+    (dict(recurrent_kernel=jnp.ones((4, 4))), "does not match"),
+    (dict(gradient="stbp"), "unknown gradient"),
+])
+def test_bad_input_errors(bad, match):
+  kwargs = dict(currents=jnp.ones((5, 2, 3)), tau=0.5)
+  kwargs.update(bad)
+  currents = kwargs.pop("currents")
+  tau = kwargs.pop("tau")
+  with pytest.raises(ValueError, match=match):
+    bpsr_jax.lif(currents, tau, **kwargs)
+
+
+def test_integer_currents_rejected():
+  with pytest.raises(TypeError, match="floating-point"):
+    bpsr_jax.lif(jnp.ones((3, 2), jnp.int32), 0.5)

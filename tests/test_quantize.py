@@ -1,0 +1,240 @@
+"""Tests of post-training quantization and integer inference (BPSR section 2.5)."""
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpsr_jax import constraints
+from bpsr_jax import models
+from bpsr_jax import neuron
+from bpsr_jax import quantize as qz
+
+
+def test_fixed_point_hand_cases():
+  params = {"l": {"kernel": jnp.array([[0.5, -1.0, 1.0, 0.3, -0.7, 0.00390625, 2.0]]),
+                  "bias": jnp.array([0.25, -0.3]),
+                  "tau": jnp.array([0.5, 0.7, 0.75, 0.9, 1.0, 0.01, 0.005, 0.0, 0.3]),
+                  "other": jnp.array([0.123])}}
+  q, info = qz.quantize_params(params, bits=8)
+  assert info == qz.QuantInfo(8, 1.0, 6) and info.step == 1 / 128
+  assert q["l"]["kernel"].dtype == jnp.int8
+  # 0.00390625 = half a step: round half to even -> 0; 1.0 and 2.0 saturate at 127.
+  np.testing.assert_array_equal(np.asarray(q["l"]["kernel"]),
+                                [[64, -128, 127, 38, -90, 0, 127]])
+  np.testing.assert_array_equal(np.asarray(q["l"]["bias"]), [32, -38])
+  # tau -> nearest of 1, 1/2, ..., 1/64, 0 (0.75: tie, to the larger).
+  z = qz.TAU_ZERO
+  np.testing.assert_array_equal(np.asarray(q["l"]["tau"]), [1, 1, 0, 0, 0, 6, z, z, 2])
+  np.testing.assert_array_equal(np.asarray(q["l"]["other"]), np.float32([0.123]))
+
+  q4, info4 = qz.quantize_params(params, bits=4, max_tau_shift=2)
+  assert info4.step == 1 / 8 and info4.tau_bits == 2
+  # 0.3 / (1/8) = 2.4 -> 2; -0.7 * 8 = -5.6 -> -6; range [-8, 7].
+  np.testing.assert_array_equal(np.asarray(q4["l"]["kernel"]), [[4, -8, 7, 2, -6, 0, 7]])
+  np.testing.assert_array_equal(np.asarray(q4["l"]["tau"]), [1, 1, 0, 0, 0, z, z, z, 2])
+
+  deq = qz.dequantize_params(q4, info4)["l"]
+  np.testing.assert_array_equal(np.asarray(deq["kernel"]),
+                                np.float32([[0.5, -1.0, 0.875, 0.25, -0.75, 0.0, 0.875]]))
+  np.testing.assert_array_equal(np.asarray(deq["tau"]),
+                                np.float32([0.5, 0.5, 1, 1, 1, 0, 0, 0, 0.25]))
+
+
+def test_dequantize_is_within_half_a_step_and_idempotent():
+  rng = np.random.default_rng(0)
+  params = {"k": {"kernel": jnp.asarray(rng.uniform(-1, 0.99, (50, 20)), jnp.float32),
+                  "bias": jnp.asarray(rng.uniform(-1, 0.99, 20), jnp.float32),
+                  "tau": jnp.asarray(rng.uniform(0, 1, 20), jnp.float32)}}
+  for bits in (2, 4, 8, 12):
+    q, info = qz.quantize_params(params, bits)
+    deq = qz.dequantize_params(q, info)
+    w = np.asarray(params["k"]["kernel"])
+    err = np.abs(np.asarray(deq["k"]["kernel"]) - w)
+    # Inside the representable range [-U_th, U_th - step] rounding is to nearest; above
+    # it the top code saturates.
+    inside = w <= 1 - info.step
+    assert err[inside].max() <= info.step / 2 + 1e-7
+    np.testing.assert_allclose(np.asarray(deq["k"]["kernel"])[~inside], 1 - info.step)
+    q2, _ = qz.quantize_params(deq, bits)
+    jax.tree.map(np.testing.assert_array_equal, q, q2)
+
+
+def _exact_lif(currents, tau, threshold=Fraction(1)):
+  """The float model of eq. 1-2 in exact rational arithmetic (one neuron)."""
+  u, s, out = Fraction(0), 0, []
+  for c in currents:
+    u = tau * u * (1 - s) + c
+    s = int(u >= threshold)
+    out.append(s)
+  return out
+
+
+@pytest.mark.parametrize("bias, tau, drive", [
+    (0.5, 0.5, 0.0),     # converges onto the threshold from below: never spikes
+    (0.75, 0.5, 0.0),    # spikes every other step
+    (0.25, 1.0, 0.0),    # integrate-and-fire: every 4th step
+    (-0.3125, 0.25, 0.9),  # negative potentials: floor shifts
+    (0.1, 0.0, 0.45),    # tau = 0
+])
+def test_integer_lif_matches_exact_model(bias, tau, drive):
+  info = qz.QuantInfo(8, 1.0, 6)
+  t_steps = 40
+  rng = np.random.default_rng(1)
+  x = (rng.random(t_steps) < 0.4).astype(np.int32)
+  bq = round(bias * 128)
+  wq = round(drive * 128)
+  currents = jnp.asarray((x * wq + bq)[:, None, None], jnp.int32)
+  code = qz.quantize_tau(jnp.array([tau]))
+  spikes = np.asarray(qz.integer_lif(currents, code, info.int_threshold))[:, 0, 0]
+  exact = _exact_lif([Fraction(int(c), 128) for c in np.asarray(currents)[:, 0, 0]],
+                     Fraction(tau))
+  np.testing.assert_array_equal(spikes, exact)
+
+
+def test_float32_caveat_is_the_only_gap():
+  # bias 0.5, tau 0.5, no input: u^t = 1 - 2^-t < 1 forever. The integer path and the
+  # exact model never spike; float32 rounds 1 - 2^-25 up to 1.0 and fires (documented).
+  info = qz.QuantInfo(8, 1.0, 6)
+  currents = jnp.full((30, 1, 1), 64, jnp.int32)
+  ints = np.asarray(qz.integer_lif(currents, jnp.array([1], jnp.int8), info.int_threshold))
+  assert ints.sum() == 0
+  assert sum(_exact_lif([Fraction(1, 2)] * 30, Fraction(1, 2))) == 0
+  floats = np.asarray(neuron.lif(jnp.full((30, 1, 1), 0.5), jnp.array([0.5])))
+  assert floats[:24].sum() == 0 and floats.sum() > 0
+
+
+def _random_model_params(spec, n_in, seed, threshold=1.0):
+  model = models.SNN(spec=spec, threshold=threshold)
+  key = jax.random.key(seed)
+  params = model.init(key, jnp.zeros((2, 1, n_in)))["params"]
+  # A trained-looking network: weights and biases across the clamp range, taus spread.
+  rng = np.random.default_rng(seed)
+
+  def perturb(path, x):
+    name = path[-1].key
+    if name == "tau":
+      return jnp.asarray(rng.uniform(0.0, 1.0, x.shape), x.dtype)
+    if name == "bias":
+      return jnp.asarray(rng.uniform(-0.2, 0.6, x.shape) * threshold, x.dtype)
+    return x * threshold * 0.8
+
+  params = jax.tree_util.tree_map_with_path(perturb, params)
+  return model, constraints.project_params(params, threshold)
+
+
+def _exact_forward(params, spec, x, threshold):
+  """The dense float SNN (eq. 1-2) in exact rational arithmetic; returns all spikes.
+
+  The weighted sums of binary spikes are computed in float64, which is exact here (the
+  weights are dyadic with <= 8 significant bits, the sums have < 100 terms); the
+  potentials are Python Fractions.
+  """
+  to_fraction = np.vectorize(lambda v: Fraction(float(v)), otypes=[object])
+  thr = Fraction(threshold)
+  h = np.asarray(x).astype(np.float64)
+  spikes = []
+  for i, ls in enumerate(models.parse_spec(spec)):
+    p = {k: np.asarray(v, np.float64) for k, v in params[f"{ls.kind}{i}"].items()}
+    currents = to_fraction(h @ p["kernel"] + p["bias"])
+    tau = to_fraction(p["tau"])
+    u = np.full(currents.shape[1:], Fraction(0), object)
+    s = np.zeros(currents.shape[1:], np.float64)
+    out = []
+    for t in range(currents.shape[0]):
+      u = tau * u * (1 - s).astype(np.int64) + currents[t]
+      if ls.kind == "r":
+        u = u + to_fraction(s @ p["recurrent_kernel"])
+      s = (u >= thr).astype(np.float64)
+      out.append(s)
+    h = np.stack(out)
+    spikes.append(h)
+  return spikes[-1], tuple(spikes[:-1])
+
+
+def _check_identical(reference, integer):
+  (out_r, hidden_r), (out_i, hidden_i) = reference, integer
+  assert out_i.dtype == jnp.int32 and len(hidden_i) == len(hidden_r)
+  for a, b in zip((out_r,) + tuple(hidden_r), (out_i,) + tuple(hidden_i)):
+    np.testing.assert_array_equal(np.asarray(a).astype(np.int32), np.asarray(b))
+  # The comparison means something: every layer fires, none saturates.
+  for s in (out_i,) + tuple(hidden_i):
+    rate = float(jnp.mean(s))
+    assert 0.002 < rate < 0.9, rate
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("spec, seed, threshold", [
+    ("r24-fc16-fc5", 0, 1.0), ("fc20-r12-fc4", 1, 1.0), ("r24-fc16-fc5", 2, 0.5)])
+def test_integer_inference_equals_exact_dequantized_model(bits, spec, seed, threshold):
+  """Spike for spike, every layer, all leak shifts (0..6 and tau = 0), T = 24."""
+  n_in, t_steps, batch = 30, 24, 8
+  _, params = _random_model_params(spec, n_in, seed, threshold)
+  q, info = qz.quantize_params(params, bits, threshold=threshold)
+  x = jax.random.bernoulli(jax.random.key(seed + 100), 0.3, (t_steps, batch, n_in))
+  _check_identical(_exact_forward(qz.dequantize_params(q, info), spec, x, threshold),
+                   qz.integer_apply(q, info, spec, x))
+
+
+@pytest.mark.parametrize("dtype, max_tau_shift, bits", [
+    (jnp.float64, 2, 8), (jnp.float64, 3, 4), (jnp.float32, 0, 8)])
+def test_integer_inference_equals_float_snn(dtype, max_tau_shift, bits):
+  """The library's float SNN with the dequantized params, where its arithmetic is exact.
+
+  |u| < 2^10 U_th here, and the leak adds at most max_tau_shift fraction bits per step to
+  the bits - 1 of the grid: float64 holds 7 + 2 * 16 + 10 < 53 bits (float32, with tau in
+  {0, 1}: 7 + 10 < 24), so the float model computes the exact potentials.
+  """
+  spec, n_in, t_steps, batch = "r24-fc16-fc5", 30, 16, 8
+  with jax.enable_x64(dtype == jnp.float64):
+    model, params = _random_model_params(spec, n_in, 3, 1.0)
+    q, info = qz.quantize_params(params, bits, max_tau_shift=max_tau_shift)
+    deq = qz.dequantize_params(q, info, dtype)
+    x = jax.random.bernoulli(jax.random.key(7), 0.3, (t_steps, batch, n_in)).astype(dtype)
+    _check_identical(jax.jit(model.apply)({"params": deq}, x),
+                     qz.integer_apply(q, info, spec, x))
+
+
+def test_integer_inference_agrees_with_float32_snn_almost_always():
+  """With all leak shifts, float32 rounding (see the module docstring) is the only gap."""
+  spec, n_in = "r24-fc16-fc5", 30
+  model, params = _random_model_params(spec, n_in, 0, 1.0)
+  q, info = qz.quantize_params(params, 8)
+  x = jax.random.bernoulli(jax.random.key(0), 0.3, (24, 32, n_in)).astype(jnp.float32)
+  out_f, hidden_f = jax.jit(model.apply)({"params": qz.dequantize_params(q, info)}, x)
+  out_i, hidden_i = qz.integer_apply(q, info, spec, x)
+  mismatches = sum(int(jnp.sum(a.astype(jnp.int32) != b))
+                   for a, b in zip((out_f,) + hidden_f, (out_i,) + hidden_i))
+  total = sum(a.size for a in (out_f,) + hidden_f)
+  assert mismatches <= total * 1e-3, (mismatches, total)
+
+
+def test_storage_report_hand_counts():
+  params = {"l": {"kernel": jnp.array([[0.5, 0.0], [0.0, 0.1], [0.2, 0.3]]),
+                  "bias": jnp.zeros(2), "tau": jnp.full(2, 0.5)}}
+  q, info = qz.quantize_params(params, bits=8)  # tau codes: 3 bits
+  report = qz.storage_report(q, info)
+  assert report["weights"] == 6 and report["nonzero_weights"] == 4
+  assert report["dense_bits"] == 6 * 8 + 2 * 8 + 2 * 3
+  assert report["sparse_bits"] == 4 * 8 + 2 * 8 + 2 * 3
+  assert report["dense_bytes"] == 9
+  assert qz.storage_report(params)["dense_bits"] == 10 * 32
+
+
+@pytest.mark.parametrize("bits", [1, 0, -3, 2.5, 17, True])
+def test_bad_bits_raise(bits):
+  with pytest.raises(ValueError, match="bits"):
+    qz.quantize_params({"kernel": jnp.zeros((2, 2))}, bits)
+
+
+def test_bad_arguments_raise():
+  with pytest.raises(ValueError, match="threshold"):
+    qz.quantize_params({"kernel": jnp.zeros((2, 2))}, 8, threshold=0.0)
+  with pytest.raises(ValueError, match="max_tau_shift"):
+    qz.quantize_params({"kernel": jnp.zeros((2, 2))}, 8, max_tau_shift=-1)
+  q, info = qz.quantize_params({"kernel": jnp.zeros((2, 2))}, 8)
+  with pytest.raises(ValueError, match="supports flat and recurrent"):
+    qz.integer_apply(q, info, "8c3-fc10", jnp.zeros((2, 1, 4, 4, 1)))
+  with pytest.raises(ValueError, match="supports flat and recurrent"):
+    qz.integer_apply(q, info, "efc10", jnp.zeros((1, 4)))
