@@ -6,6 +6,8 @@ and weight sparsity terms, and synaptic rewiring as an optax transformation.
 
 All spike tensors are time-major: ``[T, batch, ...features]``.
 """
+from bpsr_jax import data
+from bpsr_jax import encode
 from bpsr_jax import layers
 from bpsr_jax import losses
 from bpsr_jax import models

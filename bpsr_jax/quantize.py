@@ -156,8 +156,13 @@ def quantize_params(params: PyTree, bits: int = 8, *, max_tau_shift: int = 6,
   """
   _check(bits, threshold, max_tau_shift)
   info = QuantInfo(int(bits), float(threshold), int(max_tau_shift))
-  qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-  dtype = _storage_dtype(bits)
+  return _quantize_tree(params, info), info
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _quantize_tree(params: PyTree, info: QuantInfo) -> PyTree:
+  qmin, qmax = -(2 ** (info.bits - 1)), 2 ** (info.bits - 1) - 1
+  dtype = _storage_dtype(info.bits)
 
   def quantize_leaf(path, x):
     name = _rewire.leaf_name(path)
@@ -165,10 +170,10 @@ def quantize_params(params: PyTree, bits: int = 8, *, max_tau_shift: int = 6,
       q = jnp.round(jnp.asarray(x, jnp.float32) / info.step)
       return jnp.clip(q, qmin, qmax).astype(dtype)
     if name in TAU_NAMES:
-      return quantize_tau(x, max_tau_shift)
+      return quantize_tau(x, info.max_tau_shift)
     return x
 
-  return jax.tree_util.tree_map_with_path(quantize_leaf, params), info
+  return jax.tree_util.tree_map_with_path(quantize_leaf, params)
 
 
 def dequantize_params(qparams: PyTree, info: QuantInfo, dtype=jnp.float32) -> PyTree:
@@ -182,6 +187,11 @@ def dequantize_params(qparams: PyTree, info: QuantInfo, dtype=jnp.float32) -> Py
   Returns:
     A float pytree with the structure of ``qparams``, to run with the float model.
   """
+  return _dequantize_tree(qparams, info, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _dequantize_tree(qparams: PyTree, info: QuantInfo, dtype) -> PyTree:
   def dequantize_leaf(path, q):
     name = _rewire.leaf_name(path)
     if name in FIXED_POINT_NAMES:

@@ -102,7 +102,8 @@ def test_fit_normalizer():
   np.testing.assert_allclose(norm(np.stack([m - 3 * s, m + 3 * s])), [[0, 0], [1, 1]], atol=1e-6)
   mm = data.fit_normalizer(x, "minmax")
   out = mm(x)
-  np.testing.assert_allclose(out[:, :2].min(0), 0) and np.testing.assert_allclose(out[:, :2].max(0), 1)
+  np.testing.assert_allclose(out[:, :2].min(0), 0)
+  np.testing.assert_allclose(out[:, :2].max(0), 1)
   assert mm(x[:, :] + 100).max() == 1.0  # clipped
   with pytest.raises(ValueError, match="normalization"):
     data.fit_normalizer(x, "robust")

@@ -147,3 +147,22 @@ def test_missing_and_truncated_files(tmp_path, mitdb):
   (tmp_path / "100.atr").unlink()
   with pytest.raises(FileNotFoundError, match=r"100.atr not found"):
     data.load_mitbih(tmp_path, records=("100",))
+
+
+def test_download_route_uses_wfdb(tmp_path, monkeypatch, mitdb):
+  """download=True fetches missing records with wfdb.dl_database (mocked: no network)."""
+  calls = []
+
+  def fake_dl_database(db_dir, dl_dir, records="all", **kwargs):
+    calls.append((db_dir, dl_dir, list(records)))
+    for r in records:
+      for ext in ("hea", "dat", "atr"):
+        shutil.copy(mitdb / f"{r}.{ext}", f"{dl_dir}/{r}.{ext}")
+
+  monkeypatch.setattr(wfdb, "dl_database", fake_dl_database)
+  train, test = data.load_mitbih(tmp_path / "dl", records=("100", "101"), download=True)
+  assert calls == [("mitdb", str(tmp_path / "dl"), ["100", "101"])]
+  assert set(np.unique(np.concatenate([train.meta["record"], test.meta["record"]]))) == {
+      "100", "101"}
+  data.load_mitbih(tmp_path / "dl", records=("100",), download=True)
+  assert len(calls) == 1  # present records are not downloaded again

@@ -57,7 +57,8 @@ def test_load_from_shared_directory(shared_data, shipped):
 
 
 def _write_idx(path, array, compress):
-  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+  header += struct.pack(f">{array.ndim}I", *array.shape)
   payload = header + array.astype(np.uint8).tobytes()
   if compress:
     with gzip.open(path.with_name(path.name + ".gz"), "wb") as f:

@@ -1,5 +1,6 @@
 """N-MNIST: the real sample in ../shared/data/nmnist plus synthetic files in the 40-bit format."""
 
+import pathlib
 import shutil
 
 import numpy as np
@@ -30,11 +31,8 @@ def _digit_events(d, rng, n=200):
   return x, y, t, p
 
 
-@pytest.fixture(scope="module")
-def nmnist_dir(tmp_path_factory, shared_data):
-  """Train/<d>/<id>.bin for digits 0..9 (2 files each, one of Train/0 is the real sample)
-  and Test/<d>/<id>.bin (1 file each)."""
-  root = tmp_path_factory.mktemp("nmnist")
+def _write_layout(root):
+  """Train/<d>/<id>.bin for digits 0..9 (2 files each) and Test/<d>/<id>.bin (1 each)."""
   rng = np.random.default_rng(0)
   for split, per_digit in (("Train", 2), ("Test", 1)):
     for d in range(10):
@@ -42,8 +40,12 @@ def nmnist_dir(tmp_path_factory, shared_data):
       folder.mkdir(parents=True)
       for k in range(per_digit):
         (folder / f"{100 * d + k:05d}.bin").write_bytes(encode_nmnist_bin(*_digit_events(d, rng)))
-  shutil.copy(shared_data / "nmnist" / "sample_nmnist.bin", root / "Train" / "0" / "99999.bin")
   return root
+
+
+@pytest.fixture(scope="module")
+def nmnist_dir(tmp_path_factory):
+  return _write_layout(tmp_path_factory.mktemp("nmnist"))
 
 
 def test_real_sample_frames(shared_data):
@@ -72,21 +74,46 @@ def test_writer_roundtrip_through_tonic_reader(tmp_path):
 
 def test_load_subset_layout(nmnist_dir):
   train, test = data.load_nmnist(nmnist_dir, time_steps=8)
-  assert train.x.shape == (21, 8, 34, 34, 2) and test.x.shape == (10, 8, 34, 34, 2)
+  assert train.x.shape == (20, 8, 34, 34, 2) and test.x.shape == (10, 8, 34, 34, 2)
   assert train.kind == "spikes" and train.x.dtype == np.uint8 and train.time_steps == 8
-  np.testing.assert_array_equal(np.bincount(train.y), [3] + [2] * 9)
+  np.testing.assert_array_equal(np.bincount(train.y), [2] * 10)
   np.testing.assert_array_equal(test.y, np.arange(10))
   # Synthetic digit d only fires on column x = 3 d: channels-last [T, H(y), W(x), P].
   for i in range(10):
     active_columns = np.flatnonzero(test.x[i].sum(axis=(0, 1, 3)))
     assert active_columns.tolist() == [3 * i]
-  # The real sample's frames equal encode.frame_events on it.
-  real = int(np.flatnonzero(train.meta["file"] == "99999.bin")[0])
-  events = nmnist.read_nmnist_events(nmnist_dir / "Train" / "0" / "99999.bin")
-  np.testing.assert_array_equal(
-      train.x[real], encode.frame_events(events, time_steps=8, channels_last=True))
   tm = data.to_time_major(train.x[:4])
   assert tm.shape == (8, 4, 34, 34, 2)
+
+
+def test_load_with_the_real_sample(tmp_path, shared_data):
+  root = _write_layout(tmp_path)
+  shutil.copy(shared_data / "nmnist" / "sample_nmnist.bin", root / "Train" / "0" / "99999.bin")
+  train, _ = data.load_nmnist(root, time_steps=8)
+  assert len(train) == 21 and np.bincount(train.y)[0] == 3
+  real = int(np.flatnonzero(train.meta["file"] == "99999.bin")[0])
+  events = nmnist.read_nmnist_events(root / "Train" / "0" / "99999.bin")
+  np.testing.assert_array_equal(
+      train.x[real], encode.frame_events(events, time_steps=8, channels_last=True))
+  assert train.x[real].shape == (8, 34, 34, 2) and train.x[real].sum() > 500
+
+
+def test_download_route_uses_tonic(tmp_path, monkeypatch):
+  """download=True calls tonic's NMNIST(save_to=data_dir) for both splits (mocked: no network)."""
+  import tonic
+
+  calls = []
+
+  class FakeNMNIST:
+    def __init__(self, save_to, train=True):
+      calls.append((save_to, train))
+      if not (pathlib.Path(save_to) / "NMNIST" / "Train").exists():
+        _write_layout(pathlib.Path(save_to) / "NMNIST")
+
+  monkeypatch.setattr(tonic.datasets, "NMNIST", FakeNMNIST)
+  train, test = data.load_nmnist(tmp_path / "dl", time_steps=4, download=True)
+  assert calls == [(str(tmp_path / "dl"), True), (str(tmp_path / "dl"), False)]
+  assert len(train) == 20 and len(test) == 10
 
 
 def test_load_options(nmnist_dir):
@@ -94,7 +121,8 @@ def test_load_options(nmnist_dir):
   assert len(train) == 6
   again, _ = data.load_nmnist(nmnist_dir, time_steps=5, limit=6, seed=1)
   np.testing.assert_array_equal(train.meta["file"], again.meta["file"])
-  fixed, _ = data.load_nmnist(nmnist_dir, time_steps=3, duration_us=300_000, first_saccade_only=True,
+  fixed, _ = data.load_nmnist(nmnist_dir, time_steps=3, duration_us=300_000,
+                              first_saccade_only=True,
                               limit=4)
   assert fixed.x.shape == (4, 3, 34, 34, 2)
   counts, _ = data.load_nmnist(nmnist_dir, time_steps=2, binary=False, limit=2)

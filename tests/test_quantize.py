@@ -1,4 +1,5 @@
 """Tests of post-training quantization and integer inference (BPSR section 2.5)."""
+import functools
 from fractions import Fraction
 
 import jax
@@ -105,23 +106,37 @@ def test_float32_caveat_is_the_only_gap():
   assert floats[:24].sum() == 0 and floats.sum() > 0
 
 
-def _random_model_params(spec, n_in, seed, threshold=1.0):
-  model = models.SNN(spec=spec, threshold=threshold)
-  key = jax.random.key(seed)
-  params = model.init(key, jnp.zeros((2, 1, n_in)))["params"]
-  # A trained-looking network: weights and biases across the clamp range, taus spread.
+def _random_params(spec, n_in, seed, threshold=1.0):
+  """Trained-looking params in the SNN layout: weights and biases across the clamp range,
+  taus spread over [0, 1] (so every leak shift occurs)."""
   rng = np.random.default_rng(seed)
+  params, fan_in = {}, n_in
+  for i, ls in enumerate(models.parse_spec(spec)):
+    n = ls.size
+    layer = {
+        "kernel": rng.normal(0, 0.8 / np.sqrt(fan_in), (fan_in, n)) * threshold,
+        "bias": rng.uniform(-0.2, 0.6, n) * threshold,
+        "tau": rng.uniform(0.0, 1.0, n),
+    }
+    if ls.kind == "r":
+      layer["recurrent_kernel"] = rng.normal(0, 0.4 / np.sqrt(n), (n, n)) * threshold
+    params[f"{ls.kind}{i}"] = {k: jnp.asarray(v, jnp.float32) for k, v in layer.items()}
+    fan_in = n
+  return constraints.project_params(params, threshold)
 
-  def perturb(path, x):
-    name = path[-1].key
-    if name == "tau":
-      return jnp.asarray(rng.uniform(0.0, 1.0, x.shape), x.dtype)
-    if name == "bias":
-      return jnp.asarray(rng.uniform(-0.2, 0.6, x.shape) * threshold, x.dtype)
-    return x * threshold * 0.8
 
-  params = jax.tree_util.tree_map_with_path(perturb, params)
-  return model, constraints.project_params(params, threshold)
+@functools.lru_cache(maxsize=None)
+def _jitted_apply(spec, threshold):
+  return jax.jit(models.SNN(spec=spec, threshold=threshold).apply)
+
+
+def _model_and_params(spec, n_in, seed, threshold=1.0):
+  """``(jitted float SNN apply, params)``; the params have the SNN's layout."""
+  model = models.SNN(spec=spec, threshold=threshold)
+  params = _random_params(spec, n_in, seed, threshold)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((2, 1, n_in)))["params"]
+  assert jax.tree.map(lambda a: a.shape, shapes) == jax.tree.map(jnp.shape, params)
+  return _jitted_apply(spec, threshold), params
 
 
 def _exact_forward(params, spec, x, threshold):
@@ -164,13 +179,13 @@ def _check_identical(reference, integer):
     assert 0.002 < rate < 0.9, rate
 
 
-@pytest.mark.parametrize("bits", [8, 4, 2])
-@pytest.mark.parametrize("spec, seed, threshold", [
-    ("r24-fc16-fc5", 0, 1.0), ("fc20-r12-fc4", 1, 1.0), ("r24-fc16-fc5", 2, 0.5)])
+@pytest.mark.parametrize("spec, seed, threshold, bits", [
+    ("r24-fc16-fc5", 0, 1.0, 8), ("r24-fc16-fc5", 0, 1.0, 4), ("fc20-r12-fc4", 1, 1.0, 8),
+    ("fc20-r12-fc4", 1, 1.0, 2), ("r24-fc16-fc5", 2, 0.5, 8)])
 def test_integer_inference_equals_exact_dequantized_model(bits, spec, seed, threshold):
   """Spike for spike, every layer, all leak shifts (0..6 and tau = 0), T = 24."""
   n_in, t_steps, batch = 30, 24, 8
-  _, params = _random_model_params(spec, n_in, seed, threshold)
+  params = _random_params(spec, n_in, seed, threshold)
   q, info = qz.quantize_params(params, bits, threshold=threshold)
   x = jax.random.bernoulli(jax.random.key(seed + 100), 0.3, (t_steps, batch, n_in))
   _check_identical(_exact_forward(qz.dequantize_params(q, info), spec, x, threshold),
@@ -188,21 +203,21 @@ def test_integer_inference_equals_float_snn(dtype, max_tau_shift, bits):
   """
   spec, n_in, t_steps, batch = "r24-fc16-fc5", 30, 16, 8
   with jax.enable_x64(dtype == jnp.float64):
-    model, params = _random_model_params(spec, n_in, 3, 1.0)
+    apply, params = _model_and_params(spec, n_in, 3, 1.0)
     q, info = qz.quantize_params(params, bits, max_tau_shift=max_tau_shift)
     deq = qz.dequantize_params(q, info, dtype)
     x = jax.random.bernoulli(jax.random.key(7), 0.3, (t_steps, batch, n_in)).astype(dtype)
-    _check_identical(jax.jit(model.apply)({"params": deq}, x),
+    _check_identical(apply({"params": deq}, x),
                      qz.integer_apply(q, info, spec, x))
 
 
 def test_integer_inference_agrees_with_float32_snn_almost_always():
   """With all leak shifts, float32 rounding (see the module docstring) is the only gap."""
   spec, n_in = "r24-fc16-fc5", 30
-  model, params = _random_model_params(spec, n_in, 0, 1.0)
+  apply, params = _model_and_params(spec, n_in, 0, 1.0)
   q, info = qz.quantize_params(params, 8)
   x = jax.random.bernoulli(jax.random.key(0), 0.3, (24, 32, n_in)).astype(jnp.float32)
-  out_f, hidden_f = jax.jit(model.apply)({"params": qz.dequantize_params(q, info)}, x)
+  out_f, hidden_f = apply({"params": qz.dequantize_params(q, info)}, x)
   out_i, hidden_i = qz.integer_apply(q, info, spec, x)
   mismatches = sum(int(jnp.sum(a.astype(jnp.int32) != b))
                    for a, b in zip((out_f,) + hidden_f, (out_i,) + hidden_i))

@@ -112,8 +112,9 @@ def load_cifar10(
     test = _read_files([directory / "test_batch.bin"], limit)
   elif source == "tfds":
     train, test = (
-        tfds_source.read_tfds_split("cifar10", s, data_dir=None if data_dir is None else str(data_dir),
-                                    download=download, limit=limit)
+        tfds_source.read_tfds_split(
+            "cifar10", s, data_dir=None if data_dir is None else str(data_dir),
+            download=download, limit=limit)
         for s in ("train", "test"))
   else:
     raise ValueError(f"load_cifar10: source must be 'auto', 'bin' or 'tfds', got {source!r}")

@@ -224,7 +224,9 @@ class Normalizer:
         np.float32)
 
 
-def fit_normalizer(x_train: np.ndarray, method: str = "zscore", *, clip_sigma: float = 3.0) -> Normalizer:
+def fit_normalizer(
+    x_train: np.ndarray, method: str = "zscore", *, clip_sigma: float = 3.0
+) -> Normalizer:
   """Fits a per-feature map of features `[N, F]` to `[0, 1]` on the training set.
 
   * `"zscore"`: standardize with the training mean and std, then map

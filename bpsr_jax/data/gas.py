@@ -44,10 +44,12 @@ _DRIFT_LAYOUT = ("the UCI Gas Sensor Array Drift files batch1.dat .. batch10.dat
 OPEN_SAMPLING_GASES = ("Acetaldehyde", "Acetone", "Ammonia", "Benzene", "Butanol", "CO",
                        "Ethylene", "Methane", "Methanol", "Toluene")
 OPEN_SAMPLING_CHANNELS = 72
-_OPEN_NAME = re.compile(r"_mfc_setPoint_(?P<gas>[A-Za-z0-9]+)_(?P<ppm>\d+(?:\.\d+)?)ppm_p(?P<pos>\d+)$")
+_OPEN_NAME = re.compile(
+    r"_mfc_setPoint_(?P<gas>[A-Za-z0-9]+)_(?P<ppm>\d+(?:\.\d+)?)ppm_p(?P<pos>\d+)$")
 _OPEN_SETTING = re.compile(r"board_setPoint_(\d+)V_fan_setPoint_(\d+)_")
 _OPEN_LAYOUT = ("UCI 'Gas sensor arrays in open sampling settings' raw recordings named "
-                "'<timestamp>_board_setPoint_<V>V_fan_setPoint_<f>_mfc_setPoint_<Gas>_<ppm>ppm_p<k>' "
+                "'<timestamp>_board_setPoint_<V>V_fan_setPoint_<f>_"
+                "mfc_setPoint_<Gas>_<ppm>ppm_p<k>' "
                 "(tab-separated: time, 8 control columns, temperature, humidity, 9 x (flag + 8 "
                 "sensors)), in any subfolders such as <Gas>_<ppm>/")
 _OPEN_COLUMNS = 1 + 8 + 2 + 9 * 9
@@ -98,7 +100,8 @@ def read_gas_drift_batch(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarr
           row[int(k) - 1] = float(v)
         cls = int(float(cls))
       except (ValueError, IndexError) as e:
-        raise ValueError(f"{path}:{lineno}: cannot parse line ({e}); expected {_DRIFT_LAYOUT}") from e
+        raise ValueError(f"{path}:{lineno}: cannot parse line ({e}; truncated or corrupt file?); "
+                         f"expected {_DRIFT_LAYOUT}") from e
       if not 1 <= cls <= 6 or np.isnan(row).any():
         raise ValueError(f"{path}:{lineno}: expected class 1..6 and features 1..128, got class "
                          f"{cls} and {int((~np.isnan(row)).sum())} features (truncated file?)")
@@ -152,7 +155,8 @@ def load_gas_drift(
     found = sorted(int(m.group(1)) for p in directory.glob("batch*.dat")
                    if (m := re.fullmatch(r"batch(\d+)\.dat", p.name)))
     if not found:
-      raise FileNotFoundError(f"gas drift: no batch<k>.dat in {directory}; expected {_DRIFT_LAYOUT}")
+      raise FileNotFoundError(
+          f"gas drift: no batch<k>.dat in {directory}; expected {_DRIFT_LAYOUT}")
     batches = found
   parts = []
   for b in batches:

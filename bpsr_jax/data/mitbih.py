@@ -64,7 +64,9 @@ _LAYOUT = ("the MIT-BIH Arrhythmia Database files NNN.hea, NNN.dat (format 212) 
            "for each record (PhysioNet mitdb; wfdb.dl_database('mitdb', dir) downloads them)")
 
 
-def class_mapping(classes: int | Mapping[str, str | Sequence[str]]) -> tuple[tuple[str, ...], dict[str, int]]:
+def class_mapping(
+    classes: int | Mapping[str, str | Sequence[str]],
+) -> tuple[tuple[str, ...], dict[str, int]]:
   """`(class_names, {annotation symbol: class index})` for 5, 18 or a custom mapping.
 
   Raises:

@@ -1,0 +1,461 @@
+"""Fig. 7 of the paper, extended: bpsr_jax (bpsr, autodiff) against snnTorch, Spyx, Norse
+and SpikingJelly on the spiking MLP ``784-h-10`` with rate-coded MNIST.
+
+For every batch size, hidden size h and time window T, every framework trains the same
+network from the same initial weights on the same spike batches (Adam, lr 1e-3, mean
+spike-count cross entropy with ``k = 10 / T``; see ``benchmarks/peers``), each framework
+and configuration in its own subprocess, all in one run on one machine:
+
+* **step time**: median wall time of ``--repeats`` training steps (forward, backward and
+  the Adam update, synchronized: the loss is read back) after ``--warmup`` steps; the
+  input encoding is done before the clock starts.
+* **memory**: (a) ``peak MB``, the peak resident memory the training steps add to the
+  process, for every framework: the kernel's high-water mark (``VmHWM``) is reset
+  (``/proc/self/clear_refs``) after the model, optimizer, data and (JAX) the compiled
+  step exist, and the step's peak is ``VmHWM - VmRSS`` before the timed steps; (b) for the
+  JAX implementations also XLA's compiled ``temp_size_in_bytes`` (everything the step
+  allocates besides its arguments and outputs).
+* **accuracy** after ``--acc-steps`` training steps (batches of rate-coded MNIST), on the
+  first ``--n-test`` test images (rate coded, argmax of the output spike counts).
+* **dense-matmul floor** (in the ``bpsr_jax (bpsr)`` worker): the step's matmul FLOPs
+  (:func:`bpsr_jax.metrics.mlp_step_matmul_flops`: ``x @ W`` per layer forward, ``dW`` per
+  layer, ``dx`` into the hidden layer) divided by the measured throughput of a jitted
+  float32 matmul ``[T * batch, 784] @ [784, h]`` on this machine.
+
+Threads: every framework computes on ``--threads`` threads (default 1: ``torch.set_num_threads(1)``
+and XLA's single-threaded CPU client, ``--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1``). One thread is the default because the reference machine
+(2 cores) is shared: with 2 threads and other load, torch's OpenMP workers stall at their
+barriers and a step's time varies 30x from one step to the next. A peer that cannot be imported is reported as
+``missing`` with the install hint; a crash or a timeout as ``error`` / ``timeout``.
+
+Usage:
+  python -m benchmarks.efficiency --quick            # h {100, 800}, T {10, 40}
+  python -m benchmarks.efficiency                     # full grid, batch 32 (+128 subset)
+  python -m benchmarks.efficiency --hs 100,800 --Ts 40 --frameworks "bpsr_jax (bpsr),snnTorch"
+
+Writes ``docs/efficiency.md`` (tables), ``docs/efficiency.json`` (every number) and
+``docs/efficiency_{time,memory,accuracy}.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+  sys.path.insert(0, str(ROOT))
+
+from benchmarks import peers  # noqa: E402
+
+RESULT_TAG = "RESULT "
+
+
+# ---------------------------------------------------------------------------------------
+# Worker: one framework, one configuration, in its own process.
+
+
+def _status_kb(field: str) -> int:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1])
+  return -1
+
+
+def _reset_peak() -> bool:
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def _matmul_throughput(h: int, rows: int, repeats: int = 20) -> float:
+  """FLOP/s of a jitted float32 ``[rows, 784] @ [784, h]`` on this machine."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.PRNGKey(0), (rows, 784), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (784, h), jnp.float32)
+  f = jax.jit(lambda a, b: a @ b)
+  f(a, b).block_until_ready()
+  f(a, b).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a, b).block_until_ready()
+    times.append(time.perf_counter() - t)
+  return 2.0 * rows * 784 * h / statistics.median(times)
+
+
+def run_worker(args) -> dict:
+  import numpy as np
+  from benchmarks.peers import common
+  res = {"framework": args.framework, "h": args.h, "T": args.T, "batch": args.batch}
+  try:
+    build = peers.load(args.framework)
+  except peers.PeerMissing as e:
+    return dict(res, status="missing", error=str(e))
+  from bpsr_jax.data import load_mnist
+  n_train = max(args.batch * (args.acc_steps + args.warmup + args.repeats), args.batch)
+  train, test = load_mnist(limit=max(n_train, args.n_test))
+  xtr = np.asarray(train.x, np.float32).reshape(len(train.x), -1)[:n_train]
+  ytr = np.asarray(train.y, np.int32)[:n_train]
+  xte = np.asarray(test.x, np.float32).reshape(len(test.x), -1)[:args.n_test]
+  yte = np.asarray(test.y, np.int32)[:args.n_test]
+  rng = np.random.default_rng(args.seed)
+  order = rng.permutation(len(xtr))
+  cursor = [0]
+
+  def next_batch():
+    if cursor[0] + args.batch > len(order):
+      cursor[0] = 0
+    idx = order[cursor[0]:cursor[0] + args.batch]
+    cursor[0] += args.batch
+    spikes = (rng.random((args.T, args.batch, xtr.shape[1]), dtype=np.float32)
+              < xtr[idx][None]).astype(np.float32)
+    return spikes, ytr[idx]
+
+  init = common.init_params(args.h, seed=args.seed)
+  t0 = time.perf_counter()
+  runner = build(args.h, args.T, args.batch, init, lr=args.lr)
+  res["build_s"] = time.perf_counter() - t0
+  steps = 0
+  for _ in range(args.warmup):
+    runner.train_step(*next_batch())
+    steps += 1
+  batches = [next_batch() for _ in range(args.repeats)]
+  rss0 = _status_kb("VmRSS")
+  res["peak_reset"] = _reset_peak()
+  times, losses = [], []
+  for xb, yb in batches:
+    t = time.perf_counter()
+    losses.append(runner.train_step(xb, yb))
+    times.append(time.perf_counter() - t)
+    steps += 1
+  res["peak_mb"] = (_status_kb("VmHWM") - rss0) / 1024.0
+  res["step_ms"] = 1e3 * statistics.median(times)
+  res["step_ms_all"] = [1e3 * t for t in times]
+  res["loss"] = losses[-1]
+  ma = runner.memory_analysis()
+  if ma:
+    res["xla"] = ma
+    res["xla_temp_mb"] = ma.get("temp_size_in_bytes", 0) / 2**20
+  if args.acc_steps:
+    while steps < args.acc_steps:
+      runner.train_step(*next_batch())
+      steps += 1
+    correct = 0
+    eb = args.eval_batch
+    for i in range(0, len(xte) - len(xte) % eb, eb):
+      spikes = (rng.random((args.T, eb, xte.shape[1]), dtype=np.float32)
+                < xte[i:i + eb][None]).astype(np.float32)
+      counts = runner.predict(spikes)
+      correct += int(np.sum(np.argmax(counts, axis=1) == yte[i:i + eb]))
+    res["accuracy"] = correct / (len(xte) - len(xte) % eb)
+    res["acc_steps"] = steps
+  if args.framework == "bpsr_jax (bpsr)":
+    from bpsr_jax import metrics
+    thr = _matmul_throughput(args.h, args.T * args.batch)
+    flops = metrics.mlp_step_matmul_flops((784, args.h, 10), args.T, args.batch)
+    res.update(matmul_gflops=thr / 1e9, step_matmul_gflop=flops / 1e9,
+               floor_ms=1e3 * flops / thr)
+  res["status"] = "ok"
+  return res
+
+
+# ---------------------------------------------------------------------------------------
+# Orchestrator.
+
+
+def thread_env(threads: int) -> dict:
+  """Environment giving torch and XLA the same number of compute threads."""
+  env = {"BENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+         "MKL_NUM_THREADS": str(threads)}
+  if threads == 1:
+    env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                        " --xla_cpu_multi_thread_eigen=false"
+                        " intra_op_parallelism_threads=1").strip()
+  return env
+
+
+def _spawn(fw: str, h: int, T: int, batch: int, args, acc_steps: int) -> dict:
+  cmd = [sys.executable, "-m", "benchmarks.efficiency", "--worker", "--framework", fw,
+         "--h", str(h), "--T", str(T), "--batch", str(batch), "--repeats",
+         str(args.repeats), "--warmup", str(args.warmup), "--acc-steps", str(acc_steps),
+         "--n-test", str(args.n_test), "--eval-batch", str(args.eval_batch), "--lr",
+         str(args.lr), "--seed", str(args.seed)]
+  env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+             TF_CPP_MIN_LOG_LEVEL="3", **thread_env(args.threads))
+  base = {"framework": fw, "h": h, "T": T, "batch": batch}
+  t0 = time.perf_counter()
+  try:
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=args.timeout)
+  except subprocess.TimeoutExpired:
+    return dict(base, status="timeout", error=f"no result within {args.timeout} s")
+  for line in reversed(p.stdout.splitlines()):
+    if line.startswith(RESULT_TAG):
+      r = json.loads(line[len(RESULT_TAG):])
+      r["wall_s"] = time.perf_counter() - t0
+      return r
+  tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+  return dict(base, status="error", error=f"exit {p.returncode}: " + " | ".join(tail))
+
+
+def _fmt(v, spec="{:.1f}"):
+  return "-" if v is None else spec.format(v)
+
+
+def _get(results, fw, b, h, T, key):
+  for r in results:
+    if (r["framework"], r["batch"], r["h"], r["T"]) == (fw, b, h, T) and r.get(
+        "status") == "ok":
+      return r.get(key)
+  return None
+
+
+def _status(results, fw, b, h, T):
+  for r in results:
+    if (r["framework"], r["batch"], r["h"], r["T"]) == (fw, b, h, T):
+      return r.get("status")
+  return None
+
+
+def write_markdown(results, meta, path: pathlib.Path):
+  fws = meta["frameworks"]
+  configs = sorted({(r["batch"], r["h"], r["T"]) for r in results})
+  short = {f: f.replace("bpsr_jax ", "") for f in fws}
+  out = [f"# Efficiency: the spiking MLP 784-h-10 on rate-coded MNIST\n",
+         f"Measured in one run: `{meta['command']}` on {meta['machine']} "
+         f"({meta['date']}, {meta['wall_min']:.1f} min). Versions: {meta['versions']}.\n",
+         f"Threads per framework: {meta['threads']}. "
+         "Time per training step (forward + backward + Adam), median of "
+         f"{meta['repeats']} steps after {meta['warmup']} warm-up steps, in ms; "
+         "`floor` = the step's matmul FLOPs / this machine's measured f32 matmul "
+         "throughput; `x` columns = peer step time / bpsr step time.\n"]
+
+  def status_cell(fw, b, h, T):
+    s = _status(results, fw, b, h, T)
+    return s if s and s != "ok" else "-"
+
+  head = "| batch | h | T | " + " | ".join(short[f] for f in fws) + " | floor | bpsr/floor |"
+  out += [head, "|" + "---:|" * (len(fws) + 5)]
+  for b, h, T in configs:
+    cells = []
+    for f in fws:
+      v = _get(results, f, b, h, T, "step_ms")
+      cells.append(_fmt(v) if v is not None else status_cell(f, b, h, T))
+    fl = _get(results, "bpsr_jax (bpsr)", b, h, T, "floor_ms")
+    bp = _get(results, "bpsr_jax (bpsr)", b, h, T, "step_ms")
+    out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + f" | {_fmt(fl, '{:.2f}')} | "
+               + (_fmt(bp / fl, "{:.2f}") if fl and bp else "-") + " |")
+  out.append("\nStep time relative to `bpsr_jax (bpsr)` (>1: bpsr is faster):\n")
+  out += ["| batch | h | T | " + " | ".join(short[f] for f in fws[1:]) + " |",
+          "|" + "---:|" * (len(fws) + 2)]
+  for b, h, T in configs:
+    bp = _get(results, "bpsr_jax (bpsr)", b, h, T, "step_ms")
+    cells = []
+    for f in fws[1:]:
+      v = _get(results, f, b, h, T, "step_ms")
+      cells.append(_fmt(v / bp, "{:.2f}x") if v and bp else status_cell(f, b, h, T))
+    out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + " |")
+  out.append("\nMemory of the training step, MB: peak resident memory added by the steps "
+             "(all frameworks; VmHWM - VmRSS) / XLA compiled temp (JAX only):\n")
+  out += ["| batch | h | T | " + " | ".join(short[f] for f in fws) + " |",
+          "|" + "---:|" * (len(fws) + 3)]
+  for b, h, T in configs:
+    cells = []
+    for f in fws:
+      pk = _get(results, f, b, h, T, "peak_mb")
+      xt = _get(results, f, b, h, T, "xla_temp_mb")
+      if pk is None:
+        cells.append(status_cell(f, b, h, T))
+      else:
+        cells.append(_fmt(pk) + (" / " + _fmt(xt) if xt is not None else ""))
+    out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + " |")
+  if any(r.get("accuracy") is not None for r in results):
+    out.append(f"\nTest accuracy (%) after {meta['acc_steps']} training steps, first "
+               f"{meta['n_test']} test images:\n")
+    out += ["| batch | h | T | " + " | ".join(short[f] for f in fws) + " |",
+            "|" + "---:|" * (len(fws) + 3)]
+    for b, h, T in configs:
+      if all(_get(results, f, b, h, T, "accuracy") is None for f in fws):
+        continue
+      cells = [_fmt(100 * a if (a := _get(results, f, b, h, T, "accuracy")) is not None
+                    else None) for f in fws]
+      out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + " |")
+  out.append("\nNeuron model of each implementation:\n")
+  out += ["| framework | neuron, reset, surrogate |", "|---|---|"]
+  for f in fws:
+    out.append(f"| {f} | {peers.NEURON_NOTES[f]} |")
+  missing = [r for r in results if r.get("status") != "ok"]
+  if missing:
+    out.append("\nNot measured:\n")
+    seen = set()
+    for r in missing:
+      key = (r["framework"], r.get("status"), r.get("error"))
+      if key in seen:
+        continue
+      seen.add(key)
+      out.append(f"- {r['framework']} ({r.get('status')}): {r.get('error')}")
+  path.write_text("\n".join(out) + "\n")
+
+
+def plot(results, meta, outdir: pathlib.Path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fws = meta["frameworks"]
+  b = meta["batches"][0]
+  hs, Ts = meta["hs"], meta["Ts"]
+  t_fix = Ts[len(Ts) // 2] if len(Ts) > 1 else Ts[0]
+  h_fix = hs[len(hs) // 2] if len(hs) > 1 else hs[0]
+  panels = [("step_ms", "time per training step (ms)", "time", True),
+            ("peak_mb", "peak step memory (MB, RSS)", "memory", True),
+            ("accuracy", "test accuracy", "accuracy", False)]
+  for key, label, name, logy in panels:
+    if not any(r.get(key) is not None for r in results):
+      continue
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, (xs, xlabel, fixed) in zip(axes, [
+        (hs, "hidden neurons h", f"T = {t_fix}"), (Ts, "time window T", f"h = {h_fix}")]):
+      for f in fws:
+        ys = [(_get(results, f, b, x, t_fix, key) if xlabel.startswith("hidden")
+               else _get(results, f, b, h_fix, x, key)) for x in xs]
+        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        if pts:
+          ax.plot(*zip(*pts), marker="o", label=f, lw=2 if f.startswith("bpsr") else 1)
+      if key == "step_ms":
+        ys = [(_get(results, "bpsr_jax (bpsr)", b, x, t_fix, "floor_ms")
+               if xlabel.startswith("hidden")
+               else _get(results, "bpsr_jax (bpsr)", b, h_fix, x, "floor_ms")) for x in xs]
+        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        if pts:
+          ax.plot(*zip(*pts), "k--", label="dense-matmul floor")
+      ax.set_xscale("log", base=2)
+      ax.set_xticks(xs, [str(x) for x in xs])
+      if logy:
+        ax.set_yscale("log")
+      ax.set_xlabel(xlabel)
+      ax.set_ylabel(label)
+      ax.set_title(f"{fixed}, batch {b}", fontsize=9)
+      ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(outdir / f"efficiency_{name}.png", dpi=80)
+    plt.close(fig)
+
+
+def _versions() -> str:
+  from importlib import metadata
+  out = []
+  for pkg in ("jax", "flax", "optax", "torch", "snntorch", "spyx", "norse", "spikingjelly"):
+    try:
+      out.append(f"{pkg} {metadata.version(pkg)}")
+    except metadata.PackageNotFoundError:
+      out.append(f"{pkg} missing")
+  return ", ".join(out)
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  ap.add_argument("--framework", default="bpsr_jax (bpsr)")
+  ap.add_argument("--h", type=int, default=100)
+  ap.add_argument("--T", type=int, default=10)
+  ap.add_argument("--batch", type=int, default=32)
+  ap.add_argument("--quick", action="store_true", help="h {100, 800}, T {10, 40}, batch 32")
+  ap.add_argument("--hs", default="100,200,400,800")
+  ap.add_argument("--Ts", default="10,20,40,80")
+  ap.add_argument("--batches", default="32")
+  ap.add_argument("--extra-batch", type=int, default=128,
+                  help="also time this batch size at the smallest and largest h and T "
+                       "(0: off)")
+  ap.add_argument("--frameworks", default=",".join(peers.FRAMEWORKS))
+  ap.add_argument("--repeats", type=int, default=5)
+  ap.add_argument("--warmup", type=int, default=2)
+  ap.add_argument("--acc-steps", type=int, default=100,
+                  help="training steps before the accuracy test (0: no accuracy)")
+  ap.add_argument("--n-test", type=int, default=1000)
+  ap.add_argument("--eval-batch", type=int, default=250)
+  ap.add_argument("--lr", type=float, default=1e-3)
+  ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--timeout", type=int, default=600, help="seconds per worker")
+  ap.add_argument("--threads", type=int, default=1,
+                  help="compute threads of every framework: 1 (default) sets "
+                       "torch.set_num_threads(1) and XLA's single-threaded CPU client; "
+                       "another value sets torch's threads and leaves XLA's default "
+                       "(all cores)")
+  ap.add_argument("--out", default=str(ROOT / "docs"))
+  args = ap.parse_args(argv)
+
+  if args.worker:
+    try:
+      res = run_worker(args)
+    except Exception as e:  # reported, not raised: the orchestrator keeps going
+      import traceback
+      traceback.print_exc()
+      res = {"framework": args.framework, "h": args.h, "T": args.T, "batch": args.batch,
+             "status": "error", "error": f"{type(e).__name__}: {e}"}
+    print(RESULT_TAG + json.dumps(res), flush=True)
+    return 0
+
+  if args.quick:
+    args.hs, args.Ts, args.batches, args.extra_batch = "100,800", "10,40", "32", 0
+  hs = [int(v) for v in args.hs.split(",")]
+  Ts = [int(v) for v in args.Ts.split(",")]
+  batches = [int(v) for v in args.batches.split(",")]
+  fws = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+  for f in fws:
+    if f not in peers.FRAMEWORKS:
+      ap.error(f"unknown framework {f!r}; known: {', '.join(peers.FRAMEWORKS)}")
+  jobs = [(b, h, T, args.acc_steps) for b in batches for h in hs for T in Ts]
+  if args.extra_batch and args.extra_batch not in batches:
+    for h in sorted({hs[0], hs[-1]}):
+      for T in sorted({Ts[0], Ts[-1]}):
+        jobs.append((args.extra_batch, h, T, 0))
+  outdir = pathlib.Path(args.out)
+  outdir.mkdir(parents=True, exist_ok=True)
+  t_start = time.time()
+  results = []
+  for b, h, T, acc in jobs:
+    for f in fws:
+      r = _spawn(f, h, T, b, args, acc)
+      results.append(r)
+      msg = (f"{r['step_ms']:8.1f} ms  peak {r['peak_mb']:7.1f} MB"
+             + (f"  xla {r['xla_temp_mb']:7.1f} MB" if "xla_temp_mb" in r else "")
+             + (f"  acc {100 * r['accuracy']:.1f}%" if "accuracy" in r else "")
+             + (f"  floor {r['floor_ms']:.2f} ms" if "floor_ms" in r else "")
+             if r.get("status") == "ok" else f"{r.get('status')}: {r.get('error')}")
+      print(f"[{time.time() - t_start:6.0f}s] b={b} h={h} T={T} {f:22s} {msg}", flush=True)
+  meta = {
+      "command": "python -m benchmarks.efficiency " + " ".join(
+          sys.argv[1:] if argv is None else argv),
+      "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU "
+                 f"cores, {platform.system()}",
+      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+      "wall_min": (time.time() - t_start) / 60, "versions": _versions(),
+      "frameworks": fws, "hs": hs, "Ts": Ts, "batches": batches,
+      "repeats": args.repeats, "warmup": args.warmup, "acc_steps": args.acc_steps,
+      "n_test": args.n_test, "lr": args.lr, "threads": args.threads,
+  }
+  (outdir / "efficiency.json").write_text(json.dumps({"meta": meta, "results": results},
+                                                     indent=1))
+  write_markdown(results, meta, outdir / "efficiency.md")
+  plot(results, meta, outdir)
+  print(f"wrote {outdir / 'efficiency.md'}, efficiency.json, efficiency_*.png")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

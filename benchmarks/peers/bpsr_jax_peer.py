@@ -1,0 +1,67 @@
+"""bpsr_jax: ``SNN("fc{h}-fc10", gradient=...)`` with optax Adam, one jitted step."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks.peers import common
+
+
+def check_import():
+  import bpsr_jax  # noqa: F401
+
+
+def build(h, T, batch, init, lr=1e-3, gradient="bpsr"):
+  from bpsr_jax import losses
+  from bpsr_jax.models import SNN
+  model = SNN(f"fc{h}-fc{common.CLASSES}", gradient=gradient)
+  x0 = jnp.zeros((T, batch, common.INPUTS), jnp.float32)
+  params = model.init(jax.random.PRNGKey(0), x0)["params"]
+  params = jax.tree_util.tree_map(lambda a: a, params)
+  params["fc0"].update(kernel=jnp.asarray(init["w1"]), bias=jnp.asarray(init["b1"]))
+  params["fc1"].update(kernel=jnp.asarray(init["w2"]), bias=jnp.asarray(init["b2"]))
+  tx = optax.adam(lr)
+  k = common.COUNT_SCALE / T
+
+  def loss_fn(p, x, y):
+    out, _ = model.apply({"params": p}, x)
+    return jnp.mean(losses.spike_count_cross_entropy(out, y, k))
+
+  def step(p, o, x, y):
+    loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+    upd, o = tx.update(g, o, p)
+    return optax.apply_updates(p, upd), o, loss
+
+  opt = tx.init(params)
+  y0 = jnp.zeros((batch,), jnp.int32)
+  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt, x0, y0).compile()
+  predict = jax.jit(lambda p, x: jnp.sum(model.apply({"params": p}, x)[0], axis=0))
+  return _Runner(compiled, predict, params, opt)
+
+
+class _Runner:
+
+  def __init__(self, compiled, predict, params, opt):
+    self.compiled, self._predict, self.params, self.opt = compiled, predict, params, opt
+
+  def train_step(self, x, y):
+    self.params, self.opt, loss = self.compiled(self.params, self.opt, jnp.asarray(x),
+                                                jnp.asarray(y))
+    return float(loss)
+
+  def predict(self, x):
+    return np.asarray(self._predict(self.params, jnp.asarray(x)))
+
+  def memory_analysis(self):
+    return jax_memory(self.compiled)
+
+
+def jax_memory(compiled):
+  ma = compiled.memory_analysis()
+  if ma is None:
+    return None
+  return {k: int(getattr(ma, k)) for k in (
+      "temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes",
+      "generated_code_size_in_bytes") if hasattr(ma, k)}

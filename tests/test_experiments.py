@@ -1,0 +1,256 @@
+"""The experiment binaries: smoke runs, resume after SIGKILL, flagfiles, usage errors, notebook.
+
+Every run is a subprocess (``python -m experiments.<name>``) with tiny data in a temp
+workdir. Data other than the MNIST the package ships come from ``../shared/data``
+(skipped where absent).
+"""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FLAGFILES = ROOT / "experiments" / "flagfiles"
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+ENV.pop("XLA_FLAGS", None)
+
+
+def run_exp(name, *args, timeout=300):
+  return subprocess.run([sys.executable, "-m", f"experiments.{name}", *args], cwd=ROOT,
+                        env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def check_results(workdir, epochs=1):
+  assert (workdir / "results.json").exists()
+  r = json.loads((workdir / "results.json").read_text())
+  assert 0.0 <= r["test_accuracy"] <= 1.0
+  assert 0.0 <= r["balanced_accuracy"] <= 1.0
+  assert 0.0 < r["firing_rate"] < 1.0
+  assert r["spikes_per_sample"] > 0 and r["synaptic_ops_per_sample"] > 0
+  assert r["synapses"] > 0 and r["train_seconds"] > 0 and r["epochs"] == epochs
+  assert r["flags"]["model"] and "workdir" in r["flags"]
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  assert len(lines) == epochs
+  return r
+
+
+def _ok(proc):
+  assert proc.returncode == 0, proc.stderr[-5000:]
+
+
+# ----------------------------------------------------------------------------------------
+# Smoke runs: each experiment's quick flagfile on tiny data.
+
+
+def test_mnist_smoke(tmp_path):
+  proc = run_exp("mnist", f"--flagfile={FLAGFILES / 'mnist_quick.flags'}",
+                 f"--workdir={tmp_path / 'w'}", "--train_limit=256", "--test_limit=64",
+                 "--batch_size=32")
+  _ok(proc)
+  r = check_results(tmp_path / "w")
+  assert r["flags"]["encoding"] == "rank_order" and r["num_train"] == 256
+  assert "mnist: test accuracy" in proc.stdout
+
+
+def test_mitbih_smoke(tmp_path, shared_data):
+  proc = run_exp("mitbih", f"--flagfile={FLAGFILES / 'mitbih_quick.flags'}",
+                 f"--data_dir={shared_data / 'mitdb'}", f"--workdir={tmp_path / 'w'}",
+                 "--train_limit=512", "--test_limit=256", "--epochs=1")
+  _ok(proc)
+  r = check_results(tmp_path / "w")
+  assert r["flags"]["classes"] == "5"
+
+
+def test_gas_drift_smoke(tmp_path, shared_data):
+  proc = run_exp("gas", f"--flagfile={FLAGFILES / 'gas_drift_quick.flags'}",
+                 f"--data_dir={shared_data / 'gas-drift'}", f"--workdir={tmp_path / 'w'}",
+                 "--train_limit=256", "--test_limit=128", "--epochs=1")
+  _ok(proc)
+  check_results(tmp_path / "w")
+
+
+def _fake_nmnist_tree(src, dst, per_digit=2):
+  """Train/Test folders of copies of the one real recording (labels are arbitrary)."""
+  for split in ("Train", "Test"):
+    for d in range(10):
+      folder = dst / split / str(d)
+      folder.mkdir(parents=True)
+      for i in range(per_digit):
+        shutil.copy(src, folder / f"{i:05d}.bin")
+  return dst
+
+
+def test_nmnist_smoke(tmp_path, shared_data):
+  data_dir = _fake_nmnist_tree(shared_data / "nmnist" / "sample_nmnist.bin",
+                               tmp_path / "nmnist")
+  proc = run_exp("nmnist", f"--flagfile={FLAGFILES / 'nmnist_quick.flags'}",
+                 f"--data_dir={data_dir}", f"--workdir={tmp_path / 'w'}",
+                 "--train_limit=16", "--test_limit=16", "--batch_size=8")
+  _ok(proc)
+  check_results(tmp_path / "w")
+
+
+def test_cifar10_smoke(tmp_path, shared_data):
+  proc = run_exp("cifar10", f"--flagfile={FLAGFILES / 'cifar10_quick.flags'}",
+                 f"--data_dir={shared_data / 'cifar10-sample'}",
+                 f"--workdir={tmp_path / 'w'}", "--train_limit=32", "--test_limit=16",
+                 "--batch_size=16", "--time_steps=2")
+  _ok(proc)
+  check_results(tmp_path / "w")
+
+
+# ----------------------------------------------------------------------------------------
+# Resume after SIGKILL.
+
+
+def _final_params(workdir):
+  code = ("import sys, pickle, jax, numpy as np; from bpsr_jax import train; "
+          "p = train.final_params(sys.argv[1]); "
+          "sys.stdout.buffer.write(pickle.dumps(jax.tree_util.tree_flatten_with_path(p)[0]))")
+  out = subprocess.run([sys.executable, "-c", code, str(workdir)], cwd=ROOT, env=ENV,
+                       capture_output=True, timeout=120, check=True)
+  import pickle  # pylint: disable=g-import-not-at-top
+  return pickle.loads(out.stdout)
+
+
+def test_resume_after_sigkill_is_exact(tmp_path):
+  args = [f"--flagfile={FLAGFILES / 'mnist_quick.flags'}", "--model=r256-fc10",
+          "--time_steps=8", "--train_limit=1536", "--test_limit=64", "--batch_size=16",
+          "--epochs=2", "--checkpoint_every=8", "--log_every=8", "--encoding=rate"]
+  ref, killed = tmp_path / "ref", tmp_path / "killed"
+  _ok(run_exp("mnist", *args, f"--workdir={ref}"))
+
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "experiments.mnist", *args, f"--workdir={killed}"], cwd=ROOT,
+      env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckdir = killed / "checkpoints"
+  deadline = time.time() + 240
+  try:
+    while time.time() < deadline and proc.poll() is None:
+      steps = [p for p in ckdir.glob("*") if p.name.isdigit()] if ckdir.exists() else []
+      if steps:
+        break
+      time.sleep(0.02)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+  assert not (killed / "results.json").exists()
+  done = sorted(int(p.name) for p in ckdir.glob("*") if p.name.isdigit())
+  assert done and done[-1] < 192, done  # killed mid-run (192 steps in all)
+
+  _ok(run_exp("mnist", *args, f"--workdir={killed}"))
+  pa, pb = _final_params(ref), _final_params(killed)
+  assert [k for k, _ in pa] == [k for k, _ in pb]
+  for (k, a), (_, b) in zip(pa, pb):
+    assert np.array_equal(a, b), k
+  ra = json.loads((ref / "results.json").read_text())
+  rb = json.loads((killed / "results.json").read_text())
+  assert ra["test_accuracy"] == rb["test_accuracy"] and rb["steps"] == 192
+  la = [json.loads(l) for l in (ref / "metrics.jsonl").read_text().splitlines()]
+  lb = [json.loads(l) for l in (killed / "metrics.jsonl").read_text().splitlines()]
+  assert [l["train_loss"] for l in la] == [l["train_loss"] for l in lb]
+
+
+# ----------------------------------------------------------------------------------------
+# Flagfiles and usage errors.
+
+_BINARY = {"mnist": "mnist", "nmnist": "nmnist", "cifar10": "cifar10", "mitbih": "mitbih",
+           "gas": "gas"}
+
+_PARSE = """
+import json, sys
+from absl import flags
+import importlib
+mod = importlib.import_module("experiments." + sys.argv[1])
+from experiments import common
+from bpsr_jax import train
+FLAGS = flags.FLAGS
+FLAGS(["prog", "--flagfile=" + sys.argv[2]])
+names = [f.name for f in FLAGS.get_flags_for_module(common)]
+names += [f.name for f in FLAGS.get_flags_for_module(mod)]
+missing = [n for n in names if not (FLAGS[n].help or "").strip()]
+assert not missing, missing
+cfg = common.make_config()
+train.validate_config(cfg)
+print(json.dumps({n: FLAGS[n].value for n in names}))
+"""
+
+
+@pytest.mark.parametrize("flagfile", sorted(p.name for p in FLAGFILES.glob("*.flags")))
+def test_flagfile_parses(flagfile):
+  binary = flagfile.split("_")[0].split(".")[0].rstrip("18")
+  binary = "mitbih" if binary.startswith("mitbih") else binary
+  assert binary in _BINARY, flagfile
+  out = subprocess.run([sys.executable, "-c", _PARSE, binary, str(FLAGFILES / flagfile)],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-3000:]
+  values = json.loads(out.stdout.strip().splitlines()[-1])
+  assert values["model"] and values["epochs"] >= 1
+
+
+def test_every_experiment_has_a_quick_and_a_paper_flagfile():
+  names = {p.stem for p in FLAGFILES.glob("*.flags")}
+  for exp in ("mnist", "nmnist", "cifar10", "mitbih"):
+    assert exp in names and f"{exp}_quick" in names
+  assert {"gas", "gas_drift", "gas_drift_quick", "mnist_rate", "mitbih18"} <= names
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--data_dir=/nonexistent/mnist",), "does not exist"),
+    (("--model=r100-zz10",), "malformed model spec"),
+    (("--model=efc100-fc10", "--encoding=rate"), "--encoding=analog"),
+    (("--rewire", "--prune_threshold=-0.1"), "prune_threshold"),
+    (("--encoding=none", "--train_limit=64", "--test_limit=32"), "needs a spike dataset"),
+])
+def test_mnist_usage_errors(tmp_path, args, message):
+  proc = run_exp("mnist", f"--workdir={tmp_path / 'w'}", *args, timeout=120)
+  assert proc.returncode != 0
+  assert message in proc.stderr, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_missing_data_dir_is_a_usage_error(tmp_path):
+  proc = run_exp("mitbih", f"--workdir={tmp_path / 'w'}", timeout=120)
+  assert proc.returncode != 0
+  assert "--data_dir" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_spike_data_with_rate_coding_is_a_usage_error(tmp_path, shared_data):
+  proc = run_exp("mitbih", f"--data_dir={shared_data / 'mitdb'}", "--encoding=rate",
+                 f"--workdir={tmp_path / 'w'}", "--train_limit=64", "--test_limit=32",
+                 timeout=120)
+  assert proc.returncode != 0
+  assert "already encoded as spikes" in proc.stderr, proc.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------
+# The Colab notebook.
+
+
+def test_colab_notebook_runs_on_cpu(tmp_path):
+  nbformat = pytest.importorskip("nbformat")
+  nb = nbformat.read(ROOT / "experiments" / "colab.ipynb", as_version=4)
+  nbformat.validate(nb)
+  tags = lambda c: c.get("metadata", {}).get("tags", [])
+  install = [c for c in nb.cells if "skip-in-tests" in tags(c)]
+  assert install and "pip install" in install[0].source and "REPO" in install[0].source
+  params = [c for c in nb.cells if "parameters" in tags(c)]
+  assert len(params) == 1
+  params[0].source += ("\nMODEL = 'r16-fc10'\nTIME_STEPS = 4\nTRAIN_LIMIT = 128\n"
+                       "TEST_LIMIT = 64\nBATCH_SIZE = 32\n"
+                       f"WORKDIR = {str(tmp_path / 'nb')!r}\n")
+  nb.cells = [c for c in nb.cells if "skip-in-tests" not in tags(c)]
+  code = "\n\n".join(c.source for c in nb.cells if c.cell_type == "code")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert "test_accuracy" in proc.stdout
+  assert (tmp_path / "nb" / "results.json").exists()
