@@ -9,12 +9,17 @@ and configuration in its own subprocess, all in one run on one machine:
 * **step time**: median wall time of ``--repeats`` training steps (forward, backward and
   the Adam update, synchronized: the loss is read back) after ``--warmup`` steps; the
   input encoding is done before the clock starts.
-* **memory**: (a) ``peak MB``, the peak resident memory the training steps add to the
-  process, for every framework: the kernel's high-water mark (``VmHWM``) is reset
-  (``/proc/self/clear_refs``) after the model, optimizer, data and (JAX) the compiled
-  step exist, and the step's peak is ``VmHWM - VmRSS`` before the timed steps; (b) for the
-  JAX implementations also XLA's compiled ``temp_size_in_bytes`` (everything the step
-  allocates besides its arguments and outputs).
+* **memory**, three ways: (a) ``peak MB``, the peak resident memory of the first two
+  training steps on top of the process (every framework): glibc's mmap threshold is fixed
+  at 64 KiB (``mallopt``) so that every buffer of 64 KiB or more is mapped when allocated
+  and unmapped when freed, the kernel's high-water mark is reset
+  (``/proc/self/clear_refs``) once the model, the optimizer state (torch: created by a
+  zero-gradient step), the input batches and (JAX) the compiled step exist, and the peak
+  is ``VmHWM - VmRSS``; the timing phase then switches to large thresholds; (b) ``saved
+  MB``, the activations the forward pass keeps for the backward pass (the residuals of
+  ``jax.vjp`` / the tensors packed by torch's ``saved_tensors_hooks``; parameters and
+  input excluded, each buffer once); (c) for the JAX implementations XLA's compiled
+  ``temp_size_in_bytes`` (everything the step allocates besides arguments and outputs).
 * **accuracy** after ``--acc-steps`` training steps (batches of rate-coded MNIST), on the
   first ``--n-test`` test images (rate coded, argmax of the output spike counts).
 * **dense-matmul floor** (in the ``bpsr_jax (bpsr)`` worker): the step's matmul FLOPs
@@ -35,7 +40,7 @@ Usage:
   python -m benchmarks.efficiency --hs 100,800 --Ts 40 --frameworks "bpsr_jax (bpsr),snnTorch"
 
 Writes ``docs/efficiency.md`` (tables), ``docs/efficiency.json`` (every number) and
-``docs/efficiency_{time,memory,accuracy}.png``.
+``docs/efficiency_{time,memory,saved,accuracy}.png``.
 """
 from __future__ import annotations
 
@@ -79,6 +84,20 @@ def _reset_peak() -> bool:
     return False
 
 
+def _malloc_tuning(timing: bool) -> None:
+  """glibc malloc: a fixed 64 KiB mmap/trim threshold (memory phase) or large ones
+  (timing phase: freed buffers are reused, as in a long-running training process)."""
+  import ctypes
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+  except OSError:
+    return
+  m_trim_threshold, m_mmap_threshold = -1, -3
+  size = (32 << 20) if timing else (64 << 10)
+  libc.mallopt(m_mmap_threshold, size)
+  libc.mallopt(m_trim_threshold, (256 << 20) if timing else (64 << 10))
+
+
 def _matmul_throughput(h: int, rows: int, repeats: int = 20) -> float:
   """FLOP/s of a jitted float32 ``[rows, 784] @ [784, h]`` on this machine."""
   import jax
@@ -100,6 +119,7 @@ def run_worker(args) -> dict:
   import numpy as np
   from benchmarks.peers import common
   res = {"framework": args.framework, "h": args.h, "T": args.T, "batch": args.batch}
+  _malloc_tuning(timing=False)
   try:
     build = peers.load(args.framework)
   except peers.PeerMissing as e:
@@ -128,30 +148,39 @@ def run_worker(args) -> dict:
   t0 = time.perf_counter()
   runner = build(args.h, args.T, args.batch, init, lr=args.lr)
   res["build_s"] = time.perf_counter() - t0
-  steps = 0
-  for _ in range(args.warmup):
-    runner.train_step(*next_batch())
-    steps += 1
-  batches = [next_batch() for _ in range(args.repeats)]
+  # Memory phase: with a fixed small mmap threshold every buffer of 64 KiB or more is
+  # mapped on allocation and unmapped on free, so resident memory follows the live
+  # buffers; the high-water mark over the first two steps is the step's peak.
+  batches = [runner.prepare(*next_batch()) for _ in range(max(2, args.warmup))]
   rss0 = _status_kb("VmRSS")
   res["peak_reset"] = _reset_peak()
+  for xb, yb in batches[:2]:
+    runner.train_step(xb, yb)
+  res["peak_mb"] = (_status_kb("VmHWM") - rss0) / 1024.0
+  steps = 2
+  _malloc_tuning(timing=True)
+  for xb, yb in batches[2:]:
+    runner.train_step(xb, yb)
+    steps += 1
+  batches = [runner.prepare(*next_batch()) for _ in range(args.repeats)]
   times, losses = [], []
   for xb, yb in batches:
     t = time.perf_counter()
     losses.append(runner.train_step(xb, yb))
     times.append(time.perf_counter() - t)
     steps += 1
-  res["peak_mb"] = (_status_kb("VmHWM") - rss0) / 1024.0
   res["step_ms"] = 1e3 * statistics.median(times)
   res["step_ms_all"] = [1e3 * t for t in times]
   res["loss"] = losses[-1]
+  res["saved_mb"] = runner.saved_bytes(*batches[-1]) / 2**20
+  del batches
   ma = runner.memory_analysis()
   if ma:
     res["xla"] = ma
     res["xla_temp_mb"] = ma.get("temp_size_in_bytes", 0) / 2**20
   if args.acc_steps:
     while steps < args.acc_steps:
-      runner.train_step(*next_batch())
+      runner.train_step(*runner.prepare(*next_batch()))
       steps += 1
     correct = 0
     eb = args.eval_batch
@@ -268,8 +297,8 @@ def write_markdown(results, meta, path: pathlib.Path):
       v = _get(results, f, b, h, T, "step_ms")
       cells.append(_fmt(v / bp, "{:.2f}x") if v and bp else status_cell(f, b, h, T))
     out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + " |")
-  out.append("\nMemory of the training step, MB: peak resident memory added by the steps "
-             "(all frameworks; VmHWM - VmRSS) / XLA compiled temp (JAX only):\n")
+  out.append("\nMemory of the training step, MB: peak resident memory the step adds to "
+             "the process (all frameworks, VmHWM - VmRSS) / XLA's compiled temp (JAX only):\n")
   out += ["| batch | h | T | " + " | ".join(short[f] for f in fws) + " |",
           "|" + "---:|" * (len(fws) + 3)]
   for b, h, T in configs:
@@ -282,6 +311,19 @@ def write_markdown(results, meta, path: pathlib.Path):
       else:
         cells.append(_fmt(pk) + (" / " + _fmt(xt) if xt is not None else ""))
     out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + " |")
+  out.append("\nSaved for the backward pass, MB (activations the forward pass keeps: "
+             "`jax.vjp` residuals / torch `saved_tensors_hooks`; parameters and input "
+             "excluded); last column: autodiff / bpsr:\n")
+  out += ["| batch | h | T | " + " | ".join(short[f] for f in fws) + " | autodiff/bpsr |",
+          "|" + "---:|" * (len(fws) + 4)]
+  for b, h, T in configs:
+    cells = [_fmt(_get(results, f, b, h, T, "saved_mb"), "{:.2f}")
+             if _get(results, f, b, h, T, "saved_mb") is not None
+             else status_cell(f, b, h, T) for f in fws]
+    a = _get(results, f"bpsr_jax (autodiff)", b, h, T, "saved_mb")
+    bp = _get(results, "bpsr_jax (bpsr)", b, h, T, "saved_mb")
+    out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + " | "
+               + (_fmt(a / bp, "{:.2f}x") if a and bp else "-") + " |")
   if any(r.get("accuracy") is not None for r in results):
     out.append(f"\nTest accuracy (%) after {meta['acc_steps']} training steps, first "
                f"{meta['n_test']} test images:\n")
@@ -321,6 +363,7 @@ def plot(results, meta, outdir: pathlib.Path):
   h_fix = hs[len(hs) // 2] if len(hs) > 1 else hs[0]
   panels = [("step_ms", "time per training step (ms)", "time", True),
             ("peak_mb", "peak step memory (MB, RSS)", "memory", True),
+            ("saved_mb", "saved for backward (MB)", "saved", True),
             ("accuracy", "test accuracy", "accuracy", False)]
   for key, label, name, logy in panels:
     if not any(r.get(key) is not None for r in results):
@@ -433,6 +476,7 @@ def main(argv=None):
       r = _spawn(f, h, T, b, args, acc)
       results.append(r)
       msg = (f"{r['step_ms']:8.1f} ms  peak {r['peak_mb']:7.1f} MB"
+             f"  saved {r['saved_mb']:7.2f} MB"
              + (f"  xla {r['xla_temp_mb']:7.1f} MB" if "xla_temp_mb" in r else "")
              + (f"  acc {100 * r['accuracy']:.1f}%" if "accuracy" in r else "")
              + (f"  floor {r['floor_ms']:.2f} ms" if "floor_ms" in r else "")

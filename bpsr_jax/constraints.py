@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bpsr_jax import rewire as _rewire
+from bpsr_jax.rewiring import leaf_name
 
 PyTree = Any
 Bounds = Tuple[float, float]
@@ -60,7 +60,7 @@ def param_bounds(threshold: float = 1.0,
 def _leaf_bounds(params: PyTree, bounds: Dict[str, Bounds]):
   """Flat list of per-leaf ``(lower, upper)`` (``None`` if not clamped), and the treedef."""
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-  return [bounds.get(_rewire.leaf_name(path)) for path, _ in flat], treedef
+  return [bounds.get(leaf_name(path)) for path, _ in flat], treedef
 
 
 def project_params(params: PyTree, threshold: float = 1.0, *,

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpsr_jax import models
-from bpsr_jax import rewire as _rewire
+from bpsr_jax.rewiring import leaf_name
 
 Array = jax.Array
 PyTree = Any
@@ -135,6 +135,26 @@ def tau_from_code(code: Array, dtype=jnp.float32) -> Array:
                    ).astype(dtype)
 
 
+def round_tau(params: PyTree, max_tau_shift: int = 6) -> PyTree:
+  """Float params with every ``tau`` rounded as :func:`quantize_params` rounds it.
+
+  For fine-tuning the other parameters with the taus frozen on the ``2^-k`` grid before
+  quantizing (tau rounding is the coarsest step of the scheme: a tau of 0.35 becomes
+  0.25 or 0.5).
+
+  Args:
+    params: float params.
+    max_tau_shift: as for :func:`quantize_params`.
+
+  Returns:
+    The params with each leaf named ``tau`` replaced by ``2^-k`` or 0.
+  """
+  _check(2, 1.0, max_tau_shift)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: (tau_from_code(quantize_tau(x, max_tau_shift), jnp.result_type(x))
+                       if leaf_name(path) in TAU_NAMES else x), params)
+
+
 def quantize_params(params: PyTree, bits: int = 8, *, max_tau_shift: int = 6,
                     threshold: float = 1.0) -> Tuple[PyTree, QuantInfo]:
   """Quantizes a trained parameter pytree (run after the clamp of Algorithm 1).
@@ -165,7 +185,7 @@ def _quantize_tree(params: PyTree, info: QuantInfo) -> PyTree:
   dtype = _storage_dtype(info.bits)
 
   def quantize_leaf(path, x):
-    name = _rewire.leaf_name(path)
+    name = leaf_name(path)
     if name in FIXED_POINT_NAMES:
       q = jnp.round(jnp.asarray(x, jnp.float32) / info.step)
       return jnp.clip(q, qmin, qmax).astype(dtype)
@@ -193,7 +213,7 @@ def dequantize_params(qparams: PyTree, info: QuantInfo, dtype=jnp.float32) -> Py
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _dequantize_tree(qparams: PyTree, info: QuantInfo, dtype) -> PyTree:
   def dequantize_leaf(path, q):
-    name = _rewire.leaf_name(path)
+    name = leaf_name(path)
     if name in FIXED_POINT_NAMES:
       return jnp.asarray(q).astype(dtype) * jnp.asarray(info.step, dtype)
     if name in TAU_NAMES:
@@ -318,7 +338,7 @@ def storage_report(qparams: PyTree, info: Optional[QuantInfo] = None) -> Dict[st
   """
   counts = dict(weights=0, nonzero_weights=0, biases=0, taus=0, other=0)
   for path, x in jax.tree_util.tree_flatten_with_path(qparams)[0]:
-    name, size = _rewire.leaf_name(path), int(np.size(x))
+    name, size = leaf_name(path), int(np.size(x))
     if name in WEIGHT_NAMES:
       counts["weights"] += size
       counts["nonzero_weights"] += int(np.count_nonzero(np.asarray(x)))

@@ -55,7 +55,7 @@ from bpsr_jax import encode
 from bpsr_jax import layers as L
 from bpsr_jax import losses
 from bpsr_jax import models
-from bpsr_jax import rewire as rewire_lib
+from bpsr_jax import rewiring as rewire_lib
 
 Array = jax.Array
 PyTree = Any

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 
 from bpsr_jax import checkpoint as ckpt_lib
-from bpsr_jax import rewire
+from bpsr_jax import rewiring as rewire
 from bpsr_jax import train as T
 
 

@@ -43,6 +43,16 @@ def test_fixed_point_hand_cases():
                                 np.float32([0.5, 0.5, 1, 1, 1, 0, 0, 0, 0.25]))
 
 
+def test_round_tau_matches_quantizer():
+  params = {"a": {"tau": jnp.array([0.3, 0.7, 0.01, 1.0]), "kernel": jnp.array([[0.3]])}}
+  out = qz.round_tau(params, max_tau_shift=3)
+  np.testing.assert_array_equal(np.asarray(out["a"]["tau"]), np.float32([0.25, 0.5, 0, 1]))
+  np.testing.assert_array_equal(np.asarray(out["a"]["kernel"]), np.float32([[0.3]]))
+  q, info = qz.quantize_params(out, 8, max_tau_shift=3)
+  np.testing.assert_array_equal(np.asarray(qz.dequantize_params(q, info)["a"]["tau"]),
+                                np.asarray(out["a"]["tau"]))
+
+
 def test_dequantize_is_within_half_a_step_and_idempotent():
   rng = np.random.default_rng(0)
   params = {"k": {"kernel": jnp.asarray(rng.uniform(-1, 0.99, (50, 20)), jnp.float32),

@@ -62,7 +62,7 @@ def test_optimizer_chain_rewire_and_clamp():
   model = T.make_model(CFG)
   tx = T.make_optimizer(CFG, 10)
   state = T.init_state(CFG, model, tx, np.zeros((1, 12), np.float32))
-  from bpsr_jax import rewire
+  from bpsr_jax import rewiring as rewire
   assert len(rewire.find_rewire_states(state.opt_state)) == 1
   # Huge gradients: the clamp keeps every weight and bias in [-1, 1], tau in [0, 1].
   grads = jax.tree.map(lambda p: 1e3 * jnp.ones_like(p), state.params)

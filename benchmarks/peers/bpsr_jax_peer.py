@@ -38,17 +38,21 @@ def build(h, T, batch, init, lr=1e-3, gradient="bpsr"):
   y0 = jnp.zeros((batch,), jnp.int32)
   compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt, x0, y0).compile()
   predict = jax.jit(lambda p, x: jnp.sum(model.apply({"params": p}, x)[0], axis=0))
-  return _Runner(compiled, predict, params, opt)
+  return JaxRunner(compiled, predict, params, opt, loss_fn)
 
 
-class _Runner:
+class JaxRunner:
+  """A compiled JAX training step with its state (shared with the Spyx peer)."""
 
-  def __init__(self, compiled, predict, params, opt):
+  def __init__(self, compiled, predict, params, opt, loss_fn):
     self.compiled, self._predict, self.params, self.opt = compiled, predict, params, opt
+    self.loss_fn = loss_fn
+
+  def prepare(self, x, y):
+    return jax.device_put(jnp.asarray(x)), jax.device_put(jnp.asarray(y))
 
   def train_step(self, x, y):
-    self.params, self.opt, loss = self.compiled(self.params, self.opt, jnp.asarray(x),
-                                                jnp.asarray(y))
+    self.params, self.opt, loss = self.compiled(self.params, self.opt, x, y)
     return float(loss)
 
   def predict(self, x):
@@ -56,6 +60,24 @@ class _Runner:
 
   def memory_analysis(self):
     return jax_memory(self.compiled)
+
+  def saved_bytes(self, x, y):
+    """Bytes the forward pass keeps for the backward pass (the residuals of ``jax.vjp``;
+    the parameters and the input are excluded, one buffer counted once)."""
+    _, vjp = jax.vjp(lambda p: self.loss_fn(p, x, y), self.params)
+    skip = {_ptr(a) for a in jax.tree_util.tree_leaves(self.params)} | {_ptr(x)}
+    seen = {}
+    for leaf in jax.tree_util.tree_leaves(vjp):
+      if isinstance(leaf, jax.Array) and _ptr(leaf) not in skip:
+        seen[_ptr(leaf)] = leaf.nbytes
+    return int(sum(seen.values()))
+
+
+def _ptr(a):
+  try:
+    return a.unsafe_buffer_pointer()
+  except Exception:  # not a committed single-device buffer (e.g. a scalar literal)
+    return id(a)
 
 
 def jax_memory(compiled):

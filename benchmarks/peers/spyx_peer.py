@@ -7,7 +7,7 @@ import numpy as np
 import optax
 
 from benchmarks.peers import common
-from benchmarks.peers.bpsr_jax_peer import jax_memory
+from benchmarks.peers.bpsr_jax_peer import JaxRunner
 
 
 def check_import():
@@ -70,20 +70,4 @@ def build(h, T, batch, init, lr=1e-3):
   compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt, x0, y0).compile()
   predict = jax.jit(lambda p, x: jnp.sum(forward(p, x), axis=0))
 
-  class Runner:
-
-    def __init__(self):
-      self.params, self.opt = params, opt
-
-    def train_step(self, x, y):
-      self.params, self.opt, loss = compiled(self.params, self.opt, jnp.asarray(x),
-                                             jnp.asarray(y))
-      return float(loss)
-
-    def predict(self, x):
-      return np.asarray(predict(self.params, jnp.asarray(x)))
-
-    def memory_analysis(self):
-      return jax_memory(compiled)
-
-  return Runner()
+  return JaxRunner(compiled, predict, params, opt, loss_fn)

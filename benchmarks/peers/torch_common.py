@@ -45,11 +45,40 @@ class TorchRunner:
     self.opt = torch.optim.Adam(net.parameters(), lr=lr)
     self.k = common.COUNT_SCALE / T
     self.reset = reset or (lambda: None)
+    # Create Adam's state now (a zero-gradient step leaves the weights unchanged), so
+    # that, as in JAX, the optimizer state exists before the first measured step.
+    for prm in net.parameters():
+      prm.grad = torch.zeros_like(prm)
+    self.opt.step()
+    self.opt.zero_grad(set_to_none=True)
+
+  def prepare(self, x, y):
+    torch = self.torch
+    return (torch.from_numpy(np.ascontiguousarray(x)),
+            torch.from_numpy(np.asarray(y, np.int64)))
+
+  def saved_bytes(self, x, y):
+    """Bytes autograd saves for the backward pass (activations only: the parameters and
+    the input are excluded), one storage counted once."""
+    torch = self.torch
+    skip = {q.untyped_storage().data_ptr() for q in self.net.parameters()}
+    skip.add(x.untyped_storage().data_ptr())
+    seen = {}
+
+    def pack(t):
+      st = t.untyped_storage()
+      if st.data_ptr() not in skip:
+        seen[st.data_ptr()] = st.nbytes()
+      return t
+
+    self.reset()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+      out = self.net(x)
+      torch.nn.functional.cross_entropy(self.k * out.sum(0), y)
+    return int(sum(seen.values()))
 
   def train_step(self, x, y):
     torch = self.torch
-    x = torch.from_numpy(np.ascontiguousarray(x))
-    y = torch.from_numpy(np.asarray(y, np.int64))
     self.reset()
     self.opt.zero_grad(set_to_none=True)
     out = self.net(x)
