@@ -9,8 +9,8 @@ and configuration in its own subprocess, all in one run on one machine:
 * **step time**: median wall time of ``--repeats`` training steps (forward, backward and
   the Adam update, synchronized: the loss is read back) after ``--warmup`` steps; the
   input encoding is done before the clock starts.
-* **memory**, three ways: (a) ``peak MB``, the peak resident memory of the first two
-  training steps on top of the process (every framework): glibc's mmap threshold is fixed
+* **memory**, three ways: (a) ``peak MB``, the peak resident memory of training steps 2
+  and 3 on top of the process (every framework; step 1 pays one-time costs): glibc's mmap threshold is fixed
   at 64 KiB (``mallopt``) so that every buffer of 64 KiB or more is mapped when allocated
   and unmapped when freed, the kernel's high-water mark is reset
   (``/proc/self/clear_refs``) once the model, the optimizer state (torch: created by a
@@ -151,15 +151,16 @@ def run_worker(args) -> dict:
   # Memory phase: with a fixed small mmap threshold every buffer of 64 KiB or more is
   # mapped on allocation and unmapped on free, so resident memory follows the live
   # buffers; the high-water mark over the first two steps is the step's peak.
-  batches = [runner.prepare(*next_batch()) for _ in range(max(2, args.warmup))]
+  batches = [runner.prepare(*next_batch()) for _ in range(max(3, args.warmup))]
+  runner.train_step(*batches[0])  # one-time costs (thread pools, lazy init) go first
   rss0 = _status_kb("VmRSS")
   res["peak_reset"] = _reset_peak()
-  for xb, yb in batches[:2]:
+  for xb, yb in batches[1:3]:
     runner.train_step(xb, yb)
   res["peak_mb"] = (_status_kb("VmHWM") - rss0) / 1024.0
-  steps = 2
+  steps = 3
   _malloc_tuning(timing=True)
-  for xb, yb in batches[2:]:
+  for xb, yb in batches[3:]:
     runner.train_step(xb, yb)
     steps += 1
   batches = [runner.prepare(*next_batch()) for _ in range(args.repeats)]
@@ -297,8 +298,21 @@ def write_markdown(results, meta, path: pathlib.Path):
       v = _get(results, f, b, h, T, "step_ms")
       cells.append(_fmt(v / bp, "{:.2f}x") if v and bp else status_cell(f, b, h, T))
     out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + " |")
-  out.append("\nMemory of the training step, MB: peak resident memory the step adds to "
-             "the process (all frameworks, VmHWM - VmRSS) / XLA's compiled temp (JAX only):\n")
+  out.append("\nFastest of the timed steps, ms (less sensitive to other load on a "
+             "shared machine than the median):\n")
+  out += ["| batch | h | T | " + " | ".join(short[f] for f in fws) + " | floor |",
+          "|" + "---:|" * (len(fws) + 4)]
+  for b, h, T in configs:
+    cells = []
+    for f in fws:
+      v = _get(results, f, b, h, T, "step_ms_all")
+      cells.append(_fmt(min(v)) if v else status_cell(f, b, h, T))
+    fl = _get(results, "bpsr_jax (bpsr)", b, h, T, "floor_ms")
+    out.append(f"| {b} | {h} | {T} | " + " | ".join(cells) + f" | {_fmt(fl, '{:.2f}')} |")
+  out.append("\nMemory of the training step, MB: peak resident memory steps 2-3 add to "
+             "the process (all frameworks, VmHWM - VmRSS; for JAX a lower bound: XLA's "
+             "CPU client keeps buffers between executions) / XLA's compiled temp (JAX "
+             "only):\n")
   out += ["| batch | h | T | " + " | ".join(short[f] for f in fws) + " |",
           "|" + "---:|" * (len(fws) + 3)]
   for b, h, T in configs:
@@ -429,6 +443,9 @@ def main(argv=None):
   ap.add_argument("--warmup", type=int, default=2)
   ap.add_argument("--acc-steps", type=int, default=100,
                   help="training steps before the accuracy test (0: no accuracy)")
+  ap.add_argument("--acc-configs", default="sweep", choices=("sweep", "all"),
+                  help="measure accuracy on every configuration, or only on the two "
+                       "sweeps the plots show (h at the middle T, T at the middle h)")
   ap.add_argument("--n-test", type=int, default=1000)
   ap.add_argument("--eval-batch", type=int, default=250)
   ap.add_argument("--lr", type=float, default=1e-3)
@@ -440,7 +457,19 @@ def main(argv=None):
                        "another value sets torch's threads and leaves XLA's default "
                        "(all cores)")
   ap.add_argument("--out", default=str(ROOT / "docs"))
+  ap.add_argument("--from-json", default="",
+                  help="re-render the tables and plots of an earlier run's "
+                       "efficiency.json (no measurement)")
   args = ap.parse_args(argv)
+
+  if args.from_json:
+    data = json.loads(pathlib.Path(args.from_json).read_text())
+    outdir = pathlib.Path(args.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_markdown(data["results"], data["meta"], outdir / "efficiency.md")
+    plot(data["results"], data["meta"], outdir)
+    print(f"wrote {outdir / 'efficiency.md'} and the plots from {args.from_json}")
+    return 0
 
   if args.worker:
     try:
@@ -462,7 +491,15 @@ def main(argv=None):
   for f in fws:
     if f not in peers.FRAMEWORKS:
       ap.error(f"unknown framework {f!r}; known: {', '.join(peers.FRAMEWORKS)}")
-  jobs = [(b, h, T, args.acc_steps) for b in batches for h in hs for T in Ts]
+  t_fix, h_fix = Ts[len(Ts) // 2], hs[len(hs) // 2]  # the plots' sweeps
+
+  def acc_for(h, T):
+    if args.acc_configs == "all" or (h == h_fix or T == t_fix):
+      return args.acc_steps
+    return 0
+
+  jobs = [(b, h, T, acc_for(h, T) if b == batches[0] else 0)
+          for b in batches for h in hs for T in Ts]
   if args.extra_batch and args.extra_batch not in batches:
     for h in sorted({hs[0], hs[-1]}):
       for T in sorted({Ts[0], Ts[-1]}):

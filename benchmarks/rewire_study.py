@@ -3,11 +3,14 @@
 Trains the rMLP ``r81-fc36-fc6`` on the UCI gas sensor array drift data (128 features,
 6 gases, stratified random 80/20 split, rank-order coding) twice with the same seed:
 dense (Adam) and sparse (``bpsr_jax.rewire`` around Adam, plus the l1 term), both with
-the BPSR clamp. Then quantizes the sparse model to 8 and 4 bits and runs it with
-``bpsr_jax.quantize.integer_apply``. Prints one table: test accuracy, synapse count and
-storage of each variant.
+the BPSR clamp. Then quantizes the sparse model to 8 and 4 bits with both leak schemes
+of ``bpsr_jax.quantize`` (``tau_terms=1``: tau = 2^-k, one right shift, the paper's;
+``tau_terms=2``: tau = +-2^-a +- 2^-b, two shift-adds), straight (PTQ of the trained
+model) and after fine-tuning the other parameters with tau frozen on each scheme's grid,
+and runs every quantized model with ``bpsr_jax.quantize.integer_apply``. Prints one
+table: test accuracy, synapse count and storage of each variant.
 
-Usage (about 5 minutes on 2 CPU cores)::
+Usage (about 1.5 minutes on 2 CPU cores)::
 
     python benchmarks/rewire_study.py --data_dir ../shared/data/gas-drift
 
@@ -44,7 +47,10 @@ def parse_args(argv=None):
   p.add_argument("--time_steps", type=int, default=16)
   p.add_argument("--epochs", type=int, default=60)
   p.add_argument("--tau_epochs", type=int, default=10,
-                 help="fine-tuning epochs of the sparse model with tau frozen on 2^-k")
+                 help="fine-tuning epochs of the sparse model with tau frozen on the "
+                 "quantizer's grid (once per tau scheme)")
+  p.add_argument("--tau_terms", type=int, nargs="+", default=[1, 2],
+                 help="leak schemes to compare (quantize_params(tau_terms=...))")
   p.add_argument("--batch_size", type=int, default=64)
   p.add_argument("--learning_rate", type=float, default=3e-3,
                  help="peak of a cosine decay to 5 percent")
@@ -145,7 +151,7 @@ def main(argv=None):
   sparse_tx = optax.chain(rewired_adam(lr), constraints.clamp(model.threshold))
   sparse, _ = train(args, model, sparse_tx, args.lambda_w, data, "rewire+l1", args.epochs)
 
-  # Tau on the 2^-k grid of the quantizer, frozen; the rest fine-tuned (rewiring on).
+  # Tau on each scheme's grid, frozen; the rest fine-tuned (rewiring on).
   frozen_tau = lambda p: jax.tree_util.tree_map_with_path(
       lambda path, _: leaf_name(path) == "tau", p)
   tune_lr = optax.cosine_decay_schedule(args.learning_rate / 3,
@@ -153,53 +159,74 @@ def main(argv=None):
                                         alpha=0.05)
   tune_tx = optax.chain(optax.masked(optax.set_to_zero(), frozen_tau),
                         rewired_adam(tune_lr), constraints.clamp(model.threshold))
-  snapped = quantize.round_tau(sparse)
-  snapped_acc = test_acc(snapped)
-  tuned, tuned_state = train(args, model, tune_tx, args.lambda_w, data, "tau fine-tune",
-                             args.tau_epochs, params=snapped)
-  assert (int(synapse_counts(tuned_state)["total"])
-          == int(synapse_counts(tuned)["total"])), "masks != nonzero weights"
+  scheme = {1: "tau 2^-k", 2: "tau +-2^-a +-2^-b"}
+  scheme.update({n: f"tau {n} signed terms" for n in args.tau_terms if n not in scheme})
+  snapped_acc, tuned = {}, {}
+  for terms in args.tau_terms:
+    snapped = quantize.round_tau(sparse, tau_terms=terms)
+    snapped_acc[terms] = test_acc(snapped)
+    tuned[terms], tuned_state = train(args, model, tune_tx, args.lambda_w, data,
+                                      f"fine-tune, {scheme[terms]}", args.tau_epochs,
+                                      params=snapped)
+    assert (int(synapse_counts(tuned_state)["total"])
+            == int(synapse_counts(tuned[terms])["total"])), "masks != nonzero weights"
 
-  rows = []
+  rows = []   # (label, accuracy, synapses, dense bytes, sparse bytes, base row or None)
   dense_synapses = int(synapse_counts(dense)["total"])
-  for label, params in (("dense, float32", dense), ("rewire+l1, float32", sparse),
-                        ("rewire+l1, tau on 2^-k + fine-tune, float32", tuned)):
+
+  def float_row(label, params):
     report = quantize.storage_report(params)
     rows.append((label, test_acc(params), int(synapse_counts(params)["total"]),
-                 report["dense_bytes"], report["sparse_bytes"]))
+                 report["dense_bytes"], report["sparse_bytes"], None))
+    return len(rows) - 1
+
+  dense_row = float_row("dense, float32", dense)
+  sparse_row = float_row("rewire+l1, float32", sparse)
+  tuned_rows = {terms: float_row(f"rewire+l1, {scheme[terms]} + fine-tune, float32",
+                                 tuned[terms]) for terms in args.tau_terms}
+  xs = jnp.asarray(x_test[:, :512], jnp.float32)
   agreement = {}
-  for source, base in (("rewire+l1", sparse), ("fine-tuned", tuned)):
+  ptq = [("rewire+l1", sparse, terms, sparse_row) for terms in args.tau_terms]
+  ptq += [(f"fine-tuned ({scheme[terms]})", tuned[terms], terms, tuned_rows[terms])
+          for terms in args.tau_terms]
+  for source, base, terms, base_row in ptq:
     for bits in (8, 4):
-      q, info = quantize.quantize_params(base, bits, threshold=model.threshold)
+      q, info = quantize.quantize_params(base, bits, tau_terms=terms,
+                                         threshold=model.threshold)
       predict = lambda x, q=q, info=info: quantize.integer_apply(q, info, args.spec, x)[0]
       deq = quantize.dequantize_params(q, info)
-      xs = jnp.asarray(x_test[:, :512], jnp.float32)
-      agreement[source, bits] = float(jnp.mean(
-          (apply(deq, xs).astype(jnp.int32) == predict(xs)).astype(jnp.float32)))
       report = quantize.storage_report(q, info)
-      rows.append((f"PTQ of {source}: int{bits}, integer path",
+      rows.append((f"PTQ of {source}: int{bits}, {scheme[terms]}, integer path",
                    accuracy(predict, x_test, y_test), report["nonzero_weights"],
-                   report["dense_bytes"], report["sparse_bytes"]))
+                   report["dense_bytes"], report["sparse_bytes"], base_row))
+      agreement[len(rows) - 1] = float(jnp.mean(
+          (apply(deq, xs).astype(jnp.int32) == predict(xs)).astype(jnp.float32)))
 
   print()
-  print(f"| model ({args.spec}, gas drift, T={args.time_steps}) | test acc. % | synapses "
-        "| dense storage (bytes) | nonzero-only storage (bytes) |")
-  print("| --- | --- | --- | --- | --- |")
-  for label, acc, syn, dense_b, sparse_b in rows:
-    print(f"| {label} | {acc:.2f} | {syn} | {dense_b} | {sparse_b} |")
+  print(f"| model ({args.spec}, gas drift, T={args.time_steps}) | test acc. % | "
+        "vs. float base (points) | synapses | dense storage (bytes) | "
+        "nonzero-only storage (bytes) |")
+  print("| --- | --- | --- | --- | --- | --- |")
+  for label, acc, syn, dense_b, sparse_b, base_row in rows:
+    delta = "" if base_row is None else f"{acc - rows[base_row][1]:+.2f}"
+    print(f"| {label} | {acc:.2f} | {delta} | {syn} | {dense_b} | {sparse_b} |")
   print()
-  print(f"synapses: {dense_synapses} dense -> {rows[1][2]} rewired "
-        f"({dense_synapses / max(rows[1][2], 1):.1f}x fewer), accuracy "
-        f"{rows[1][1] - rows[0][1]:+.2f} points; after the tau fine-tune {rows[2][2]} "
-        f"({dense_synapses / max(rows[2][2], 1):.1f}x fewer), {rows[2][1] - rows[0][1]:+.2f} "
-        "points")
-  print(f"tau rounded to 2^-k without fine-tuning: {snapped_acc - rows[1][1]:+.2f} points")
-  for i, (source, bits) in enumerate(agreement):
-    base = rows[1] if source == "rewire+l1" else rows[2]
-    print(f"PTQ of {source} at {bits} bits: {rows[3 + i][1] - base[1]:+.2f} points; output "
-          "spikes equal to the float32 model with the dequantized params: "
-          f"{100 * agreement[source, bits]:.3f} %")
-  print("(nonzero-only storage: values of the nonzero weights, biases and taus; index "
+  sparse_syn, sparse_acc = rows[sparse_row][2], rows[sparse_row][1]
+  print(f"synapses: {dense_synapses} dense -> {sparse_syn} rewired "
+        f"({dense_synapses / max(sparse_syn, 1):.1f}x fewer), accuracy "
+        f"{sparse_acc - rows[dense_row][1]:+.2f} points")
+  for terms in args.tau_terms:
+    label, acc, syn = rows[tuned_rows[terms]][:3]
+    print(f"{scheme[terms]}: tau rounded without fine-tuning "
+          f"{snapped_acc[terms] - sparse_acc:+.2f} points vs rewire+l1; after the "
+          f"fine-tune {syn} synapses, {acc - rows[dense_row][1]:+.2f} points vs dense")
+  for i, agree in agreement.items():
+    label, acc, _, _, _, base_row = rows[i]
+    print(f"{label}: {acc - rows[base_row][1]:+.2f} points vs its float base; output "
+          f"spikes equal to the float32 model with the dequantized params: "
+          f"{100 * agree:.3f} %")
+  print("(PTQ rows: vs. float base = against the float32 model they were quantized from; "
+        "nonzero-only storage: values of the nonzero weights, biases and taus; index "
         "overhead excluded)")
 
 

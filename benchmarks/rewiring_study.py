@@ -3,8 +3,9 @@
 Trains the rMLP ``r81-fc36-fc6`` on the UCI gas-drift data (rank-order coded, T = 16) with
 ``bpsr_jax.train.fit`` twice:
 
-* **BPSR**: rewiring (eq. 14-15) with the synaptic regularization ``lambda_w`` (the
-  paper: 0.01), prune threshold ``theta_w`` and grow threshold ``theta_m``;
+* **BPSR**: rewiring (eq. 14-15) with the synaptic regularization ``lambda_w`` (default
+  1e-3; the paper's 0.01 collapses this net, see ``--lambda_w``), prune threshold
+  ``theta_w`` and grow threshold ``theta_m``;
 * **plain**: the same network and schedule without rewiring and without ``lambda_w``.
 
 Writes ``docs/rewiring.png``: (D) existing synapses of the input (``r0/kernel``) and the
@@ -19,7 +20,7 @@ structure with the same synapse count, trained with a fixed mask): ``bpsr_jax.tr
 has no fixed-mask mode.
 
 Usage:
-  python benchmarks/rewiring_study.py [--epochs 15] [--lambda_w 0.01]
+  python benchmarks/rewiring_study.py [--epochs 40] [--lambda_w 1e-3]
 """
 from __future__ import annotations
 
@@ -48,9 +49,12 @@ def magnitude_mask(w: np.ndarray, keep: int) -> np.ndarray:
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("--epochs", type=int, default=15)
+  ap.add_argument("--epochs", type=int, default=40)
   ap.add_argument("--limit", type=int, default=2500, help="samples per split")
-  ap.add_argument("--lambda_w", type=float, default=0.01)
+  ap.add_argument("--lambda_w", type=float, default=1e-3,
+                  help="the paper uses 0.01 with its own normalization; with bpsr_jax's "
+                       "loss (mean CE + lambda_w * sum |W|) 0.01 prunes the net to ~300 "
+                       "synapses and 20 %% accuracy")
   ap.add_argument("--lambda_s", type=float, default=1e-4)
   ap.add_argument("--prune_threshold", type=float, default=1e-2)
   ap.add_argument("--grow_threshold", type=float, default=1e-2)

@@ -10,7 +10,7 @@ B: accuracy vs firing rate over the epochs of each run), ``docs/sparsity_lambda.
 (table) and ``docs/sparsity_lambda.json``.
 
 Usage:
-  python benchmarks/sparsity_lambda_sweep.py [--lambdas 0,1e-4,...] [--epochs 8]
+  python benchmarks/sparsity_lambda_sweep.py [--lambdas 0,1e-4,...] [--epochs 10]
       [--dataset gas|mitbih] [--workdir /tmp/bpsr_lambda]
 """
 from __future__ import annotations
@@ -34,8 +34,8 @@ PRESETS = {
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--dataset", default="gas", choices=sorted(PRESETS))
-  ap.add_argument("--lambdas", default="0,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2")
-  ap.add_argument("--epochs", type=int, default=8)
+  ap.add_argument("--lambdas", default="0,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,0.1,0.3")
+  ap.add_argument("--epochs", type=int, default=10)
   ap.add_argument("--limit", type=int, default=2500, help="samples per split")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--workdir", default="/tmp/bpsr_lambda_sweep")

@@ -20,7 +20,7 @@ from bpsr_jax.losses import spike_count_cross_entropy, spike_count_logits, spike
 from bpsr_jax.models import CIFAR10_RESNET11, SNN, parse_spec
 from bpsr_jax.neuron import DEFAULT_ALPHA, lif, spike, surrogate
 from bpsr_jax.constraints import clamp, project_params
-from bpsr_jax.quantize import (QuantInfo, dequantize_params, integer_apply,
+from bpsr_jax.quantize import (DEFAULT_TAU_TERMS, QuantInfo, dequantize_params, integer_apply, integer_leak,
                                quantize_params, round_tau, storage_report)
 from bpsr_jax.rewiring import (RewireState, SynapseCoordinates, find_rewire_states,
                                init_coordinates, rewire, rewire_masks, synapse_counts)

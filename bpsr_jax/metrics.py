@@ -534,7 +534,8 @@ def snn_ops(report: Report, *, quantized: bool = False) -> Dict[str, float]:
   Float SNN: one float add per SOP; per neuron-step one multiply (leak), two adds
   (current + bias, threshold compare) and one bitwise reset. An encoding layer also
   computes its analog input's currents once (one multiply and one add per connection).
-  Pooling: max pooling of spikes is a bitwise OR per SOP.
+  Pooling: max pooling of spikes is a bitwise OR per SOP (average pooling's adds are
+  priced the same way, as bitwise ops; the paper's networks max-pool).
 
   PTQ SNN (``quantized=True``, section 2.5): SOPs and neuron adds are fixed-point adds,
   the leak is a right shift (bitwise). An encoding layer's analog multiply-accumulates

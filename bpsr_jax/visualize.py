@@ -164,7 +164,7 @@ def plot_model(model: models.SNN, params: Any, x: Array, *, label: Optional[int]
   nrows = -(-n0 // ncols)
   fig = plt.figure(figsize=(13, 3.4 + 1.3 * nrows))
   gs = gridspec.GridSpec(2, 1, height_ratios=[3.2, 1.3 * nrows], figure=fig, hspace=0.35)
-  top = gridspec.GridSpecFromSubplotSpec(1, len(spikes) + 1, subplot_spec=gs[0],
+  top = gridspec.GridSpecFromSubplotSpec(1, len(spikes) + 2, subplot_spec=gs[0],
                                          wspace=0.35)
 
   def raster(ax, s, colors=None, name=""):

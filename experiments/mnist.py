@@ -13,8 +13,10 @@ from experiments import common
 
 flags.DEFINE_enum("source", "auto", ["auto", "idx", "tfds"],
                   "Where MNIST comes from: IDX files ('auto'/'idx') or TFDS.")
-common.set_defaults(model="r1000-fc100-fc10", encoding="rank_order", time_steps=25,
-                    epochs=20, batch_size=64)
+# The defaults are those of flagfiles/mnist.flags (the paper's run).
+common.set_defaults(model="r1000-fc100-fc10", encoding="rank_order", time_steps=10,
+                    epochs=20, batch_size=64, schedule="cosine", bias_high=0.0,
+                    lambda_s=1e-4, lambda_w=1e-5, rewire=True, log_every=100)
 FLAGS = flags.FLAGS
 
 

@@ -150,3 +150,18 @@ def test_firing_rates_from_model_output():
   d = report.as_dict()
   assert d["synapses"] == 5 and d["energy_float"] == 65 and len(d["layers"]) == 2
   assert "| **total** |" in report.table()
+
+
+def test_missing_peer_is_a_clear_error(monkeypatch):
+  import pathlib
+  import sys
+  root = str(pathlib.Path(__file__).resolve().parents[1])
+  if root not in sys.path:
+    monkeypatch.syspath_prepend(root)
+  from benchmarks import peers
+  monkeypatch.setitem(peers.FRAMEWORKS, "NoSuchSNN",
+                      ("benchmarks.peers.no_such_module_xyz", {}))
+  with pytest.raises(peers.PeerMissing, match=r"NoSuchSNN is not available.*\.\[bench\]"):
+    peers.load("NoSuchSNN")
+  with pytest.raises(KeyError, match="unknown framework"):
+    peers.load("Brian2")
