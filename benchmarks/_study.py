@@ -1,7 +1,6 @@
 """Shared plumbing of the sparsity studies: data, a training run through ``bpsr_jax.train``."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib

@@ -7,8 +7,9 @@ spike-count cross entropy with ``k = 10 / T``; see ``benchmarks/peers``), each f
 and configuration in its own subprocess, all in one run on one machine:
 
 * **step time**: median wall time of ``--repeats`` training steps (forward, backward and
-  the Adam update, synchronized: the loss is read back) after ``--warmup`` steps; the
-  input encoding is done before the clock starts.
+  the Adam update, synchronized: the loss is read back) after ``max(3, --warmup)``
+  warm-up steps (the first three are the memory phase); the input encoding is done
+  before the clock starts.
 * **memory**, three ways: (a) ``peak MB``, the peak resident memory of training steps 2
   and 3 on top of the process (every framework; step 1 pays one-time costs): glibc's mmap threshold is fixed
   at 64 KiB (``mallopt``) so that every buffer of 64 KiB or more is mapped when allocated
@@ -269,7 +270,8 @@ def write_markdown(results, meta, path: pathlib.Path):
          f"({meta['date']}, {meta['wall_min']:.1f} min). Versions: {meta['versions']}.\n",
          f"Threads per framework: {meta['threads']}. "
          "Time per training step (forward + backward + Adam), median of "
-         f"{meta['repeats']} steps after {meta['warmup']} warm-up steps, in ms; "
+         f"{meta['repeats']} steps after {max(3, meta['warmup'])} warm-up steps (those "
+         "of the memory phase), in ms; "
          "`floor` = the step's matmul FLOPs / this machine's measured f32 matmul "
          "throughput; `x` columns = peer step time / bpsr step time.\n"]
 

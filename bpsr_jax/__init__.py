@@ -6,22 +6,29 @@ and weight sparsity terms, and synaptic rewiring as an optax transformation.
 
 All spike tensors are time-major: ``[T, batch, ...features]``.
 """
+from bpsr_jax import analysis
+from bpsr_jax import constraints
 from bpsr_jax import data
 from bpsr_jax import encode
 from bpsr_jax import layers
 from bpsr_jax import losses
+from bpsr_jax import metrics
 from bpsr_jax import models
 from bpsr_jax import neuron
 from bpsr_jax import quantize
 from bpsr_jax import rewiring
-from bpsr_jax import constraints
+from bpsr_jax import visualize
+from bpsr_jax.analysis import significance_profile
+from bpsr_jax.constraints import clamp, project_params
 from bpsr_jax.layers import Conv, Dense, EncodingDense, Pool, Residual
-from bpsr_jax.losses import spike_count_cross_entropy, spike_count_logits, spike_l2, weight_l1
+from bpsr_jax.losses import (spike_count_cross_entropy, spike_count_logits, spike_l2,
+                             weight_l1)
+from bpsr_jax.metrics import measure
 from bpsr_jax.models import CIFAR10_RESNET11, SNN, parse_spec
 from bpsr_jax.neuron import DEFAULT_ALPHA, lif, spike, surrogate
-from bpsr_jax.constraints import clamp, project_params
-from bpsr_jax.quantize import (DEFAULT_TAU_TERMS, QuantInfo, dequantize_params, integer_apply, integer_leak,
-                               quantize_params, round_tau, storage_report)
+from bpsr_jax.quantize import (DEFAULT_TAU_TERMS, QuantInfo, dequantize_params,
+                               integer_apply, integer_leak, quantize_params, round_tau,
+                               storage_report)
 from bpsr_jax.rewiring import (RewireState, SynapseCoordinates, find_rewire_states,
                                init_coordinates, rewire, rewire_masks, synapse_counts)
 

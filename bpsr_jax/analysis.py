@@ -20,7 +20,7 @@ the optional PyPI package ``cect`` by :func:`celegans_adjacency`.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 

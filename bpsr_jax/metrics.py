@@ -42,8 +42,7 @@ operations as fixed point.
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax

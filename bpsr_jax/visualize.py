@@ -15,7 +15,7 @@ Works on dense specs (``fc`` / ``r`` layers, e.g. ``"r18-fc8-fc5"``) fed with sp
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -26,7 +26,6 @@ FLAGS = flags.FLAGS
 
 def _sample_split(path):
   """An 80/20 stratified split of a lone sample batch file (smoke runs only)."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from bpsr_jax import data  # pylint: disable=g-import-not-at-top
   from bpsr_jax.data import cifar10  # pylint: disable=g-import-not-at-top

@@ -1,9 +1,7 @@
 """Tests of bpsr_jax.checkpoint: the train state (rewiring state included) round-trips."""
-import dataclasses
 
 import jax
 import numpy as np
-import optax
 
 from bpsr_jax import checkpoint as ckpt_lib
 from bpsr_jax import rewiring as rewire

@@ -186,8 +186,8 @@ print(json.dumps({n: FLAGS[n].value for n in names}))
 
 @pytest.mark.parametrize("flagfile", sorted(p.name for p in FLAGFILES.glob("*.flags")))
 def test_flagfile_parses(flagfile):
-  binary = flagfile.split("_")[0].split(".")[0].rstrip("18")
-  binary = "mitbih" if binary.startswith("mitbih") else binary
+  stem = flagfile[:-len(".flags")]
+  binary = next((b for b in ("mitbih", "gas") if stem.startswith(b)), stem.split("_")[0])
   assert binary in _BINARY, flagfile
   out = subprocess.run([sys.executable, "-c", _PARSE, binary, str(FLAGFILES / flagfile)],
                        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
