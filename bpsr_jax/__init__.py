@@ -7,6 +7,7 @@ and weight sparsity terms, and synaptic rewiring as an optax transformation.
 All spike tensors are time-major: ``[T, batch, ...features]``.
 """
 from bpsr_jax import analysis
+from bpsr_jax import checkpoint
 from bpsr_jax import constraints
 from bpsr_jax import data
 from bpsr_jax import encode
@@ -17,6 +18,7 @@ from bpsr_jax import models
 from bpsr_jax import neuron
 from bpsr_jax import quantize
 from bpsr_jax import rewiring
+from bpsr_jax import train
 from bpsr_jax import visualize
 from bpsr_jax.analysis import significance_profile
 from bpsr_jax.constraints import clamp, project_params
@@ -31,5 +33,7 @@ from bpsr_jax.quantize import (DEFAULT_TAU_TERMS, QuantInfo, dequantize_params,
                                storage_report)
 from bpsr_jax.rewiring import (RewireState, SynapseCoordinates, find_rewire_states,
                                init_coordinates, rewire, rewire_masks, synapse_counts)
+from bpsr_jax.train import (NonFiniteLossError, TrainConfig, TrainState, fit, make_mesh,
+                            make_optimizer)
 
 __version__ = "0.1.0"
