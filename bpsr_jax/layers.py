@@ -63,16 +63,22 @@ class Dense(_LIFConfig):
     recurrent: adds the intra-layer synapses ``recurrent_kernel`` ``[N, N]``.
     kernel_init: initializer of ``kernel`` ``[in, N]``.
     recurrent_init: initializer of ``recurrent_kernel`` ``[N, N]``.
+    encoding: the layer receives an analog vector ``[batch, in]`` (no time axis); its
+      affine part runs once and the currents are repeated over ``time_steps`` steps.
+    time_steps: T, needed when ``encoding`` is set.
   """
 
   features: int = 0
   recurrent: bool = False
   kernel_init: Initializer = normal_fan_in(1.0)
   recurrent_init: Initializer = normal_fan_in(0.5)
+  encoding: bool = False
+  time_steps: Optional[int] = None
 
   @nn.compact
   def __call__(self, x: Array, extra_current: Optional[Array] = None) -> Array:
-    """Args: ``x`` ``[T, batch, in]`` spikes. Returns ``[T, batch, N]`` spikes."""
+    """Args: ``x`` ``[T, batch, in]`` spikes (``[batch, in]`` analog if ``encoding``).
+    Returns ``[T, batch, N]`` spikes."""
     kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
                         self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
@@ -83,6 +89,10 @@ class Dense(_LIFConfig):
       rec = self.param("recurrent_kernel", self.recurrent_init,
                        (self.features, self.features), self.param_dtype)
     currents = x @ kernel.astype(x.dtype) + bias.astype(x.dtype)
+    if self.encoding:
+      if not self.time_steps:
+        raise ValueError("an encoding layer needs time_steps (the model's time_steps)")
+      currents = jnp.broadcast_to(currents[None], (self.time_steps,) + currents.shape)
     if extra_current is not None:
       currents = currents + extra_current
     return self._lif(currents, tau, rec)
@@ -146,26 +156,7 @@ class EncodingDense(Dense):
   The affine part runs once; its currents are repeated over the time steps.
   """
 
-  time_steps: Optional[int] = None
-
-  @nn.compact
-  def __call__(self, x: Array, extra_current: Optional[Array] = None) -> Array:
-    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
-                        self.param_dtype)
-    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-    tau = self.param("tau", nn.initializers.constant(self.tau_init), (self.features,),
-                     self.param_dtype)
-    rec = None
-    if self.recurrent:
-      rec = self.param("recurrent_kernel", self.recurrent_init,
-                       (self.features, self.features), self.param_dtype)
-    if not self.time_steps:
-      raise ValueError("an encoding layer needs time_steps (the model's time_steps)")
-    currents = x @ kernel.astype(x.dtype) + bias.astype(x.dtype)
-    currents = jnp.broadcast_to(currents[None], (self.time_steps,) + currents.shape)
-    if extra_current is not None:
-      currents = currents + extra_current
-    return self._lif(currents, tau, rec)
+  encoding: bool = True
 
 
 class Pool(nn.Module):
