@@ -254,3 +254,23 @@ def test_colab_notebook_runs_on_cpu(tmp_path):
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "test_accuracy" in proc.stdout
   assert (tmp_path / "nb" / "results.json").exists()
+
+
+def test_mnist_defaults_are_the_paper_flagfile():
+  """`python -m experiments.mnist` with no flags runs exactly flagfiles/mnist.flags."""
+  code = (
+      "import sys, json\n"
+      "from absl import flags\n"
+      "import experiments.mnist\n"
+      "from experiments import common\n"
+      "F = flags.FLAGS\n"
+      "F(['prog'] + sys.argv[1:])\n"
+      "v = common.flag_values()\n"
+      "print(json.dumps({k: v[k] for k in sorted(v) if k not in ('workdir',)}))\n")
+  outs = []
+  for args in ([], [f"--flagfile={FLAGFILES / 'mnist.flags'}"]):
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    _ok(proc)
+    outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+  assert outs[0] == outs[1]
