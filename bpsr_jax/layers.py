@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence, Tuple
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,8 +41,53 @@ def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
   return init
 
 
+def _matmul(x: Array, kernel: Array) -> Array:
+  return x @ kernel.astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def spike_linear(op: Callable[[Array, Array], Array], x: Array, kernel: Array) -> Array:
+  """``op(x, kernel)`` for binary ``x``, keeping ``x`` as 1-byte booleans for the backward.
+
+  ``op`` is linear in each argument (a matmul or a convolution). Autodiff would keep the
+  float32 spikes ``x`` to form the kernel gradient; this keeps ``x != 0`` (4x smaller)
+  and rebuilds the exact 0/1 floats in the backward pass. The backward is ``op``'s own
+  VJP, whose unused forward result XLA removes under ``jit``, so no work is repeated.
+
+  Args:
+    op: a hashable function ``(x, kernel) -> y`` linear in both (module-level, e.g.
+      :func:`_matmul`, or a ``functools.partial`` of :func:`_conv` built once).
+    x: spikes in {0, 1}, any float dtype (other values are not preserved: the
+      gradient would use ``x != 0``).
+    kernel: the weights.
+
+  Returns:
+    ``op(x, kernel)``.
+  """
+  return op(x, kernel)
+
+
+def _spike_linear_fwd(op, x, kernel):
+  return op(x, kernel), (x != 0, kernel)
+
+
+def _spike_linear_bwd(op, res, g):
+  bits, kernel = res
+  _, vjp = jax.vjp(op, bits.astype(g.dtype), kernel)
+  return vjp(g)
+
+
+spike_linear.defvjp(_spike_linear_fwd, _spike_linear_bwd)
+
+
 class _LIFConfig(nn.Module):
-  """Fields shared by all spiking layers (not instantiated directly)."""
+  """Fields shared by all spiking layers (not instantiated directly).
+
+  ``spike_input``: the layer's input is known to be binary spikes (the output of a
+  spiking layer or a max pool); the synaptic matmul/conv then keeps it for the backward
+  pass as booleans (:func:`spike_linear`), a quarter of the float32 memory. The models
+  set it for ``gradient="bpsr"``; a non-binary input with it set gets wrong gradients.
+  """
 
   threshold: float = 1.0
   alpha: float = neuron.DEFAULT_ALPHA
@@ -48,6 +95,7 @@ class _LIFConfig(nn.Module):
   tau_init: float = 0.5
   bias_init: Initializer = uniform(0.0, 1.0)
   param_dtype: Any = jnp.float32
+  spike_input: bool = False
 
   def _lif(self, currents, tau, recurrent_kernel=None):
     return neuron.lif(
@@ -88,7 +136,10 @@ class Dense(_LIFConfig):
     if self.recurrent:
       rec = self.param("recurrent_kernel", self.recurrent_init,
                        (self.features, self.features), self.param_dtype)
-    currents = x @ kernel.astype(x.dtype) + bias.astype(x.dtype)
+    if self.spike_input and not self.encoding:
+      currents = spike_linear(_matmul, x, kernel) + bias.astype(x.dtype)
+    else:
+      currents = _matmul(x, kernel) + bias.astype(x.dtype)
     if self.encoding:
       if not self.time_steps:
         raise ValueError("an encoding layer needs time_steps (the model's time_steps)")
@@ -105,6 +156,13 @@ def _conv(x: Array, kernel: Array, strides: Tuple[int, int], padding: str) -> Ar
       x.reshape((-1,) + x.shape[-3:]), kernel.astype(x.dtype), strides, padding,
       dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return y.reshape(lead + y.shape[1:])
+
+
+@functools.lru_cache(maxsize=None)
+def _conv_op(strides: Tuple[int, int], padding: str) -> Callable[[Array, Array], Array]:
+  """``(x, kernel) -> _conv(x, kernel, strides, padding)``, one object per setting (so
+  :func:`spike_linear` sees the same hashable ``op`` at every trace)."""
+  return functools.partial(_conv, strides=strides, padding=padding)
 
 
 class Conv(_LIFConfig):
@@ -140,7 +198,10 @@ class Conv(_LIFConfig):
     tau = self.param("tau", nn.initializers.constant(self.tau_init), (),
                      self.param_dtype)
     s = (self.strides, self.strides)
-    currents = _conv(x, kernel, s, self.padding) + bias.astype(x.dtype)
+    if self.spike_input and not self.encoding:
+      currents = spike_linear(_conv_op(s, self.padding), x, kernel) + bias.astype(x.dtype)
+    else:
+      currents = _conv(x, kernel, s, self.padding) + bias.astype(x.dtype)
     if self.encoding:
       if not self.time_steps:
         raise ValueError("an encoding layer needs time_steps (the model's time_steps)")

@@ -204,9 +204,11 @@ class SNN(nn.Module):
   bias_high: float = 1.0
   weight_gain: float = 1.0
 
-  def _make(self, ls: LayerSpec, name: Optional[str] = None, **extra):
+  def _make(self, ls: LayerSpec, name: Optional[str] = None, *, binary_input: bool = False,
+            **extra):
     common = dict(**extra, threshold=self.threshold, alpha=self.alpha, gradient=self.gradient,
-                  tau_init=self.tau_init, bias_init=L.uniform(0.0, self.bias_high))
+                  tau_init=self.tau_init, bias_init=L.uniform(0.0, self.bias_high),
+                  spike_input=binary_input and self.gradient == "bpsr")
     if ls.kind == "conv":
       return L.Conv(features=ls.size, kernel_size=ls.kernel_size, strides=ls.strides,
                     encoding=ls.encoding, time_steps=self.time_steps, name=name, **common)
@@ -234,6 +236,7 @@ class SNN(nn.Module):
     hidden = []
     h = x
     first_dense = True
+    binary = False  # is h known to be 0/1 spikes (the external input is not assumed so)
     for i, ls in enumerate(specs):
       if ls.kind in ("fc", "r"):
         if first_dense:
@@ -245,7 +248,8 @@ class SNN(nn.Module):
                    if ls.encoding else "expected [T, batch, features] spikes"))
           h = h.reshape(h.shape[:lead] + (-1,))
           first_dense = False
-        h = self._make(ls, name=f"{ls.kind}{i}")(h)
+        h = self._make(ls, name=f"{ls.kind}{i}", binary_input=binary)(h)
+        binary = True
       elif ls.kind == "conv":
         want = 4 if ls.encoding else 5
         if h.ndim != want:
@@ -254,17 +258,21 @@ class SNN(nn.Module):
               + ("an analog image [batch, H, W, C]" if ls.encoding
                  else "spikes [T, batch, H, W, C]")
               + f", got shape {tuple(h.shape)}")
-        h = self._make(ls, name=f"conv{i}")(h)
+        h = self._make(ls, name=f"conv{i}", binary_input=binary)(h)
+        binary = True
       elif ls.kind in ("maxpool", "avgpool"):
         h = L.Pool(ls.size, "max" if ls.kind == "maxpool" else "avg",
                    name=f"pool{i}")(h)
+        binary = binary and ls.kind == "maxpool"
         continue
       else:  # residual
         # parent=None: the inner layers are adopted by (and named inside) the block.
         block = L.Residual(
-            [self._make(t, name=f"{t.kind}{j}", parent=None)
+            [self._make(t, name=f"{t.kind}{j}", parent=None,
+                        binary_input=binary if j == 0 else True)
              for j, t in enumerate(ls.inner)], name=f"res{i}")
         h, inner = block(h)
+        binary = True
         hidden.extend(inner)
         continue
       hidden.append(h)

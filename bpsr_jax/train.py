@@ -65,7 +65,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "exponential")
 #: Settings a resumed run must share with the run that wrote the checkpoint.
 RESUME_KEYS = ("model", "batch_size", "time_steps", "encoding", "seed", "optimizer",
-               "rewire")
+               "rewire", "augment_shift")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -112,6 +112,9 @@ class TrainConfig:
     tau_init: initial leak.
     bias_high: biases start ``U(0, bias_high)``.
     weight_gain: dense kernels start ``N(0, weight_gain / sqrt(fan_in))``.
+    augment_shift: training-time augmentation of analog images ``[B, H, W, C]``: each
+      sample is translated by a random integer offset in ``[-s, s]`` pixels along H
+      and W (zero fill) before encoding; 0 = off. The test set is never augmented.
     seed: seed of the init, the shuffling, the encoding noise and the coordinates.
     log_every: one progress line every this many steps.
     checkpoint_every: checkpoint every this many steps (and at every epoch end).
@@ -150,6 +153,7 @@ class TrainConfig:
   tau_init: float = 0.5
   bias_high: float = 1.0
   weight_gain: float = 1.0
+  augment_shift: int = 0
   seed: int = 0
   log_every: int = 50
   checkpoint_every: int = 500
@@ -217,7 +221,7 @@ def validate_config(cfg: TrainConfig, *, kind: Optional[str] = None,
     if not getattr(cfg, name) > 0:
       raise ValueError(f"--{name} must be > 0, got {getattr(cfg, name)}")
   for name in ("lambda_s", "lambda_w", "weight_decay", "clip_norm", "eval_batch_size",
-               "warmup_steps"):
+               "warmup_steps", "augment_shift"):
     if getattr(cfg, name) < 0:
       raise ValueError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
   if cfg.rewire:
@@ -244,6 +248,9 @@ def validate_config(cfg: TrainConfig, *, kind: Optional[str] = None,
     if kind == "analog" and cfg.encoding == "none":
       raise ValueError("--encoding=none needs a spike dataset; this one is analog: use "
                        "--encoding=rate, rank_order or analog (with an 'e' layer)")
+    if kind != "analog" and cfg.augment_shift:
+      raise ValueError(f"--augment_shift={cfg.augment_shift} translates analog images; "
+                       "this dataset is already spikes: use --augment_shift=0")
   if data_time_steps is not None and data_time_steps != cfg.time_steps:
     raise ValueError(f"--time_steps={cfg.time_steps} but the spike dataset has "
                      f"T={data_time_steps} steps")
@@ -348,6 +355,34 @@ def encode_input(x: Array, key: Array, cfg: TrainConfig) -> Array:
   return x
 
 
+def random_shift(key: Array, x: Array, max_shift: int) -> Array:
+  """Translates each image by a random integer offset, filling with zeros.
+
+  Args:
+    key: PRNG key.
+    x: ``[B, H, W, C]`` images.
+    max_shift: offsets are drawn uniformly from ``[-max_shift, max_shift]``, per sample
+      and independently along H and W.
+
+  Returns:
+    ``[B, H, W, C]``: ``out[b, i, j] = x[b, i - dy_b, j - dx_b]`` where that lies inside
+    the image, else 0.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"random_shift expects [B, H, W, C] images, got shape {x.shape}")
+  if max_shift == 0:
+    return x
+  b, h, w, c = x.shape
+  s = max_shift
+  padded = jnp.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
+  offsets = jax.random.randint(key, (b, 2), -s, s + 1)
+
+  def crop(img, off):
+    return jax.lax.dynamic_slice(img, (s - off[0], s - off[1], 0), (h, w, c))
+
+  return jax.vmap(crop)(padded, offsets)
+
+
 def loss_fn(params: PyTree, model: nn.Module, x: Array, y: Array, key: Array,
             cfg: TrainConfig) -> Tuple[Array, Dict[str, Array]]:
   """The BPSR loss (eq. 4) of one raw batch.
@@ -364,6 +399,8 @@ def loss_fn(params: PyTree, model: nn.Module, x: Array, y: Array, key: Array,
     ``(loss, aux)``; ``aux`` has ``ce``, ``spike_l2`` (hidden spikes per sample),
     ``weight_l1`` and ``correct`` (the number of right predictions in the batch).
   """
+  if cfg.augment_shift:
+    x = random_shift(jax.random.fold_in(key, 1), x, cfg.augment_shift)
   out, hidden = model.apply({"params": params}, encode_input(x, key, cfg))
   k = cfg.count_scale / out.shape[0]
   ce = jnp.mean(losses.spike_count_cross_entropy(out, y, k))

@@ -57,6 +57,10 @@ flags.DEFINE_enum("encoding", None, ["rate", "rank_order", "analog", "none"],
 flags.DEFINE_enum("rank_by", "value", ["value", "rank"], "Rank order: the spike step "
                   "from the value, or from the rank within the sample.")
 
+flags.DEFINE_integer("augment_shift", 0, "Training augmentation of image datasets: "
+                     "translate each image by a random offset in [-s, s] pixels (zero "
+                     "fill) before encoding; 0 = off. Never applied to the test set.")
+
 # Optimization.
 flags.DEFINE_integer("epochs", 10, "Passes over the training set.")
 flags.DEFINE_integer("batch_size", 64, "Global batch size (divisible by the number of "

@@ -98,3 +98,47 @@ def test_small_network_learns_temporal_order(gradient):
   _, acc = loss_fn(params, xt, yt)
   assert float(acc0) < 0.8, float(acc0)  # untrained: the task is not solved by chance
   assert float(acc) > 0.95, (float(acc0), float(acc))
+
+
+@pytest.mark.parametrize("kind", ["matmul", "conv"])
+def test_spike_linear_equals_the_plain_op_and_keeps_booleans(kind):
+  key = jax.random.PRNGKey(3)
+  if kind == "matmul":
+    op = layers._matmul  # pylint: disable=protected-access
+    x = (jax.random.uniform(key, (5, 3, 7)) < 0.4).astype(jnp.float32)
+    w = jax.random.normal(jax.random.PRNGKey(4), (7, 6))
+  else:
+    op = layers._conv_op((2, 2), "SAME")  # pylint: disable=protected-access
+    x = (jax.random.uniform(key, (4, 2, 6, 6, 3)) < 0.4).astype(jnp.float32)
+    w = jax.random.normal(jax.random.PRNGKey(4), (3, 3, 3, 5))
+  g = jax.random.normal(jax.random.PRNGKey(5), op(x, w).shape)
+  y, vjp = jax.vjp(lambda x, w: layers.spike_linear(op, x, w), x, w)
+  y_ref, vjp_ref = jax.vjp(op, x, w)
+  np.testing.assert_array_equal(y, y_ref)
+  for a, b in zip(jax.jit(vjp)(g), vjp_ref(g)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  # What the forward keeps: the spikes as booleans, not as float32.
+  kept = [leaf for leaf in jax.tree_util.tree_leaves(vjp) if getattr(leaf, "shape", None) == x.shape]
+  assert kept and all(leaf.dtype == jnp.bool_ for leaf in kept)
+
+
+@pytest.mark.parametrize("spec,shape", [
+    ("r20-fc12-fc4", (9, 3, 10)),
+    ("4c3/1-p2-4c3/2-a2-fc4", (5, 2, 8, 8, 2)),
+    ("4c3/1-[4c3/1-4c3/1]-[8c3/2-8c3/1]-fc4", (4, 2, 8, 8, 2)),
+])
+def test_bpsr_models_with_boolean_spike_residuals_match_autodiff(spec, shape):
+  x = (jax.random.uniform(jax.random.PRNGKey(1), shape) < 0.3).astype(jnp.float32)
+  y = jnp.arange(shape[1]) % 4
+  nets = {g: bpsr_jax.SNN(spec, gradient=g, bias_high=0.5) for g in ("bpsr", "autodiff")}
+  params = nets["bpsr"].init(jax.random.PRNGKey(0), x)["params"]
+
+  def loss(p, net):
+    out, hidden = net.apply({"params": p}, x)
+    return (jnp.sum(out.sum(0) * jax.nn.one_hot(y, 4)) + 0.3 * jnp.sum(out[::2])
+            + 0.1 * sum(jnp.sum(h.sum(0)**2) for h in hidden))
+
+  grad = jax.jit(jax.grad(loss), static_argnums=1)
+  ref, got = grad(params, nets["autodiff"]), grad(params, nets["bpsr"])
+  for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(got)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(a))) + 1e-7)
