@@ -701,6 +701,9 @@ def fit(train_ds, test_ds, cfg: TrainConfig, workdir: str | pathlib.Path, *,
                   data_time_steps=(train_ds.x.shape[1] if train_ds.kind == "spikes"
                                    else None),
                   num_devices=ndev, num_train=len(train_ds))
+  if cfg.augment_shift and train_ds.x.ndim != 4:
+    raise ValueError(f"--augment_shift={cfg.augment_shift} translates images [N, H, W, C]; "
+                     f"this dataset's examples have shape {train_ds.x.shape[1:]}")
   if test_ds.num_classes != train_ds.num_classes:
     raise ValueError("the train and test sets have different numbers of classes")
   if len(test_ds) == 0:

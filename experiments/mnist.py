@@ -17,7 +17,7 @@ flags.DEFINE_enum("source", "auto", ["auto", "idx", "tfds"],
 common.set_defaults(model="r1000-fc100-fc10", encoding="rank_order", time_steps=10,
                     epochs=20, batch_size=64, optimizer="adamw", weight_decay=1e-2,
                     schedule="cosine", bias_high=0.0, lambda_s=1e-3, lambda_w=1e-5,
-                    rewire=True, log_every=100, checkpoint_every=500)
+                    rewire=True, augment_shift=2, log_every=100, checkpoint_every=500)
 FLAGS = flags.FLAGS
 
 

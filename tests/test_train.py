@@ -174,3 +174,48 @@ def test_schedules():
     assert float(sched(0)) == 0.0 and float(sched(2)) == pytest.approx(CFG.learning_rate)
     if name != "constant":
       assert float(sched(19)) < CFG.learning_rate
+
+
+def test_random_shift_matches_a_loop_reference():
+  x = np.random.default_rng(0).random((6, 5, 7, 2)).astype(np.float32)
+  key = jax.random.PRNGKey(4)
+  out = np.asarray(T.random_shift(key, jnp.asarray(x), 2))
+  offsets = np.asarray(jax.random.randint(key, (6, 2), -2, 3))
+  assert len({tuple(o) for o in offsets}) > 1
+  for b, (dy, dx) in enumerate(offsets):
+    ref = np.zeros_like(x[b])
+    for i in range(5):
+      for j in range(7):
+        if 0 <= i - dy < 5 and 0 <= j - dx < 7:
+          ref[i, j] = x[b, i - dy, j - dx]
+    np.testing.assert_array_equal(out[b], ref)
+  np.testing.assert_array_equal(T.random_shift(key, jnp.asarray(x), 0), x)
+  with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
+    T.random_shift(key, jnp.zeros((3, 4)), 1)
+
+
+def test_augment_shift_needs_images(tmp_path):
+  with pytest.raises(ValueError, match="already spikes"):
+    T.validate_config(dataclasses.replace(CFG, encoding="none", augment_shift=1),
+                      kind="spikes")
+  with pytest.raises(ValueError, match="--augment_shift must be >= 0"):
+    T.validate_config(dataclasses.replace(CFG, augment_shift=-1))
+  with pytest.raises(ValueError, match=r"images \[N, H, W, C\]"):
+    T.fit(_analog(32), _analog(16), dataclasses.replace(CFG, augment_shift=1), tmp_path)
+
+
+def test_augmented_training_step_sees_shifted_images_only():
+  """The loss of a step with augment_shift equals the loss of the shifted batch."""
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.random((4, 6, 6, 1)), jnp.float32)
+  y = jnp.asarray([0, 1, 0, 1])
+  cfg = dataclasses.replace(CFG, model="fc8-fc2", encoding="rank_order", augment_shift=1)
+  model = T.make_model(cfg)
+  params = model.init(jax.random.PRNGKey(0), T.encode_input(x, None, cfg))["params"]
+  key = jax.random.PRNGKey(7)
+  loss, _ = T.loss_fn(params, model, x, y, key, cfg)
+  shifted = T.random_shift(jax.random.fold_in(key, 1), x, 1)
+  ref, _ = T.loss_fn(params, model, shifted, y, key, dataclasses.replace(cfg, augment_shift=0))
+  np.testing.assert_allclose(loss, ref, rtol=1e-6)
+  plain, _ = T.loss_fn(params, model, x, y, key, dataclasses.replace(cfg, augment_shift=0))
+  assert abs(float(plain) - float(loss)) > 0
