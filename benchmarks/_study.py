@@ -36,7 +36,7 @@ def load(dataset: str, limit: int | None = None, seed: int = 0):
   raise SystemExit(f"unknown dataset {dataset!r}: gas, mitbih or mnist")
 
 
-def fit(train_ds, test_ds, workdir: pathlib.Path, **cfg_kwargs
+def fit(train_ds, test_ds, workdir: pathlib.Path, initial_mask=None, **cfg_kwargs
         ) -> Tuple[List[Dict[str, Any]], Any]:
   """A fresh run of ``bpsr_jax.train.fit``; returns (per-epoch metrics, final params)."""
   from absl import logging
@@ -46,7 +46,7 @@ def fit(train_ds, test_ds, workdir: pathlib.Path, **cfg_kwargs
   if workdir.exists():
     shutil.rmtree(workdir)
   cfg = train.TrainConfig(**cfg_kwargs)
-  train.fit(train_ds, test_ds, cfg, workdir)
+  train.fit(train_ds, test_ds, cfg, workdir, initial_mask=initial_mask)
   hist = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()
           if l.strip()]
   return hist, train.final_params(workdir)

@@ -15,9 +15,11 @@ of synapses by magnitude); (E) test error per epoch with and without rewiring. A
 ``docs/rewiring.md`` / ``.json`` and ``docs/rewiring_structure.npz`` (the learned masks,
 read by ``benchmarks/motifs.py``).
 
-Not done: the paper's third curve (the rewired structure re-initialized, and a random
-structure with the same synapse count, trained with a fixed mask): ``bpsr_jax.train.fit``
-has no fixed-mask mode.
+and two fixed-structure baselines of Fig. 8E (``train.fit(initial_mask=...)`` with
+rewiring frozen: ``prune_threshold=0``, ``grow_threshold=inf``, no ``lambda_w``):
+
+* **BPSR structure, re-initialized**: the synapses BPSR ended with, fresh weights;
+* **random structure**: as many synapses per layer, at random places.
 
 Usage:
   python benchmarks/rewiring_study.py [--epochs 40] [--lambda_w 1e-3]
@@ -77,6 +79,24 @@ def main(argv=None):
   print(f"[{time.time() - t0:5.0f}s] plain: test acc {hist_p[-1]['test_accuracy']:.4f}, "
         f"synapses {hist_p[-1]['synapses']}", flush=True)
 
+  mask_r = synapse_masks(params_r)
+  rng = np.random.default_rng(args.seed + 11)
+  mask_rand = {}
+  for k, m in mask_r.items():
+    flat = np.zeros(m.size, bool)
+    flat[rng.permutation(m.size)[:int(m.sum())]] = True
+    mask_rand[k] = flat.reshape(m.shape)
+  frozen = dict(rewire=True, prune_threshold=0.0, grow_threshold=float("inf"),
+                lambda_w=0.0)
+  hist_f, _ = _study.fit(train_ds, test_ds, wd / "fixed_bpsr", initial_mask=mask_r,
+                         **frozen, **common)
+  print(f"[{time.time() - t0:5.0f}s] BPSR structure re-initialized: test acc "
+        f"{hist_f[-1]['test_accuracy']:.4f}, synapses {hist_f[-1]['synapses']}", flush=True)
+  hist_x, _ = _study.fit(train_ds, test_ds, wd / "fixed_random", initial_mask=mask_rand,
+                         **frozen, **common)
+  print(f"[{time.time() - t0:5.0f}s] random structure: test acc "
+        f"{hist_x[-1]['test_accuracy']:.4f}, synapses {hist_x[-1]['synapses']}", flush=True)
+
   rec_r = np.asarray(params_r["r0"]["recurrent_kernel"])
   ker_r = np.asarray(params_r["r0"]["kernel"])
   rec_p = np.asarray(params_p["r0"]["recurrent_kernel"])
@@ -96,7 +116,9 @@ def main(argv=None):
           "firing_rate")
   _study.save_json({"meta": meta,
                     "rewire": [{k: h[k] for k in keep} for h in hist_r],
-                    "plain": [{k: h[k] for k in keep} for h in hist_p]},
+                    "plain": [{k: h[k] for k in keep} for h in hist_p],
+                    "fixed_bpsr_structure": [{k: h[k] for k in keep} for h in hist_f],
+                    "fixed_random_structure": [{k: h[k] for k in keep} for h in hist_x]},
                    out / "rewiring.json")
   n0 = hist_p[0]["synapses_per_layer"]
   n1 = hist_r[-1]["synapses_per_layer"]
@@ -107,13 +129,28 @@ def main(argv=None):
   (out / "rewiring.md").write_text(
       f"# Rewiring on gas drift ({PRESET['model']}, lambda_w = {args.lambda_w}, "
       f"{args.epochs} epochs)\n\n`{meta['command']}`\n\n" + "\n".join(rows)
-      + f"\n\nTest accuracy: BPSR {100 * hist_r[-1]['test_accuracy']:.2f} %, plain "
-      f"{100 * hist_p[-1]['test_accuracy']:.2f} %.\n")
-  plot(hist_r, hist_p, masks, meta, out / "rewiring.png")
+      + "\n\n| run (Fig. 8E) | synapses | test accuracy |\n|---|---:|---:|\n"
+      + "".join(f"| {name} | {h[-1]['synapses']} | {100 * h[-1]['test_accuracy']:.2f} % |\n"
+                for name, h in (("BPSR (rewiring + l1)", hist_r),
+                                ("plain BP, dense", hist_p),
+                                ("BPSR's final structure, re-initialized, fixed", hist_f),
+                                ("random structure, same synapses per layer, fixed",
+                                 hist_x))))
+  plot(hist_r, hist_p, masks, meta, out / "rewiring.png",
+       fixed={"BPSR structure, re-init.": hist_f, "random structure": hist_x})
   print(f"wrote {out / 'rewiring.png'}, rewiring.md, rewiring.json, rewiring_structure.npz")
 
 
-def plot(hist_r, hist_p, masks, meta, path):
+def synapse_masks(params) -> dict:
+  """``{"r0/kernel": w != 0, ...}`` for every ``kernel`` / ``recurrent_kernel``."""
+  import jax
+  from bpsr_jax import rewiring
+  flat, _ = jax.tree_util.tree_flatten_with_path(params)
+  return {rewiring.path_str(p): np.asarray(w) != 0 for p, w in flat
+          if rewiring.leaf_name(p) in ("kernel", "recurrent_kernel")}
+
+
+def plot(hist_r, hist_p, masks, meta, path, fixed=None):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -144,6 +181,9 @@ def plot(hist_r, hist_p, masks, meta, path):
   ax[3].plot([h["epoch"] + 1 for h in hist_p],
              [100 * (1 - h["test_accuracy"]) for h in hist_p], "s-", ms=3,
              label="without rewiring")
+  for (name, h), style in zip((fixed or {}).items(), ("^--", "v:")):
+    ax[3].plot([e["epoch"] + 1 for e in h], [100 * (1 - e["test_accuracy"]) for e in h],
+               style, ms=3, label=f"fixed: {name}")
   ax[3].set_xlabel("epoch")
   ax[3].set_ylabel("test error (%)")
   ax[3].legend(fontsize=7)

@@ -653,14 +653,47 @@ def _jsonable(x):
 # The loop.
 
 
+def apply_mask(params: PyTree, mask: Dict[str, Any]) -> PyTree:
+  """Zeroes the weights a connectivity mask marks absent.
+
+  Args:
+    params: the model params.
+    mask: ``{"r0/kernel": bool array, ...}``: leaf paths (as in :func:`count_synapses`)
+      to arrays of the leaf's shape, ``True`` = the synapse exists. Other leaves are kept.
+
+  Returns:
+    The params with ``w * mask`` at the named leaves.
+
+  Raises:
+    ValueError: a path that is not a leaf of ``params``, or a shape mismatch.
+  """
+  flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+  paths = [rewire_lib.path_str(p) for p, _ in flat]
+  unknown = sorted(set(mask) - set(paths))
+  if unknown:
+    raise ValueError(f"mask names {unknown}, which are not params; params: {paths}")
+  leaves = []
+  for path, (_, w) in zip(paths, flat):
+    if path in mask:
+      m = np.asarray(mask[path], bool)
+      if m.shape != w.shape:
+        raise ValueError(f"mask[{path!r}] has shape {m.shape}, the weights {w.shape}")
+      w = w * m
+    leaves.append(w)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
 def init_state(cfg: TrainConfig, model: nn.Module, tx: optax.GradientTransformation,
-               example_x: np.ndarray) -> TrainState:
-  """A fresh train state (host arrays) for a raw example batch ``[b, ...]``."""
+               example_x: np.ndarray, mask: Optional[Dict[str, Any]] = None) -> TrainState:
+  """A fresh train state (host arrays) for a raw example batch ``[b, ...]``; ``mask``
+  (see :func:`apply_mask`) zeroes absent synapses before the optimizer state is made."""
   root = jax.random.PRNGKey(cfg.seed)
   x = encode_input(jnp.asarray(example_x[:1]), jax.random.fold_in(root, 2), cfg)
   params = model.init(jax.random.fold_in(root, 0), x)["params"]
   if cfg.clamp:
     params = constraints.project_params(params, cfg.threshold)
+  if mask is not None:
+    params = apply_mask(params, mask)
   return TrainState(params=params, opt_state=tx.init(params),
                     step=jnp.zeros((), jnp.int32), key=jax.random.fold_in(root, 1))
 
@@ -668,7 +701,8 @@ def init_state(cfg: TrainConfig, model: nn.Module, tx: optax.GradientTransformat
 def fit(train_ds, test_ds, cfg: TrainConfig, workdir: str | pathlib.Path, *,
         flags_used: Optional[Dict[str, Any]] = None,
         mesh: Optional[Mesh] = None,
-        stop_after_steps: Optional[int] = None) -> Dict[str, Any]:
+        stop_after_steps: Optional[int] = None,
+        initial_mask: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """Trains (or resumes) a run in ``workdir`` and writes its results.
 
   Re-running with the same ``workdir`` resumes from the latest checkpoint in
@@ -685,6 +719,10 @@ def fit(train_ds, test_ds, cfg: TrainConfig, workdir: str | pathlib.Path, *,
     mesh: the device mesh; default all devices (:func:`make_mesh`).
     stop_after_steps: stop (with a checkpoint) once the global step reaches this; for
       tests and time-boxed sessions. The results are then not written.
+    initial_mask: start a new run with these synapses only (``{"r0/kernel": bool
+      array, ...}``, see :func:`apply_mask`); ignored when resuming. With
+      ``rewire=True, prune_threshold=0, grow_threshold=inf`` the structure stays fixed
+      for the whole run (the paper's Fig. 8E baselines).
 
   Returns:
     The results dict (as written to ``results.json``).
@@ -716,7 +754,7 @@ def fit(train_ds, test_ds, cfg: TrainConfig, workdir: str | pathlib.Path, *,
   total_steps = steps_per_epoch * cfg.epochs
   model = make_model(cfg)
   tx = make_optimizer(cfg, steps_per_epoch)
-  state = replicate(mesh, init_state(cfg, model, tx, train_ds.x[:1]))
+  state = replicate(mesh, init_state(cfg, model, tx, train_ds.x[:1], initial_mask))
   train_step = make_train_step(model, tx, cfg)
   eval_step, slots = make_eval_step(model, cfg)
   eval_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3)

@@ -219,3 +219,23 @@ def test_augmented_training_step_sees_shifted_images_only():
   np.testing.assert_allclose(loss, ref, rtol=1e-6)
   plain, _ = T.loss_fn(params, model, x, y, key, dataclasses.replace(cfg, augment_shift=0))
   assert abs(float(plain) - float(loss)) > 0
+
+
+def test_fixed_mask_run_keeps_exactly_the_given_synapses(tmp_path):
+  rng = np.random.default_rng(3)
+  mask = {"r0/kernel": rng.random((12, 8)) < 0.3,
+          "r0/recurrent_kernel": rng.random((8, 8)) < 0.5,
+          "fc1/kernel": rng.random((8, 2)) < 0.7}
+  cfg = dataclasses.replace(CFG, rewire=True, prune_threshold=0.0,
+                            grow_threshold=float("inf"), lambda_w=1e-3)
+  res = T.fit(_analog(64), _analog(32, seed=1), cfg, tmp_path, initial_mask=mask)
+  params = T.final_params(tmp_path)
+  for path, m in mask.items():
+    layer, name = path.split("/")
+    w = np.asarray(params[layer][name])
+    np.testing.assert_array_equal(w != 0, m)
+  assert res["synapses"] == sum(int(m.sum()) for m in mask.values())
+  with pytest.raises(ValueError, match="not params"):
+    T.apply_mask(params, {"r9/kernel": mask["r0/kernel"]})
+  with pytest.raises(ValueError, match="shape"):
+    T.apply_mask(params, {"r0/kernel": mask["fc1/kernel"]})
