@@ -154,8 +154,6 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
   thr = jnp.asarray(threshold, dtype)
   tau_b = jnp.asarray(tau, dtype)
   recurrent = recurrent_kernel is not None
-  if not recurrent:
-    return _flat_bwd(u, tau, tau_b, thr, alpha, g_s, g_u)
   n = u.shape[-1]
   delta0 = jnp.zeros(u.shape[1:], dtype)
   dtau0 = jnp.zeros(jnp.shape(tau), dtype)
@@ -189,29 +187,6 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
   # eq. 8-9 are the caller's business: delta is dL/d currents, and the currents are
   # W x + b, so JAX turns it into dW, db and dx with one contraction over T * batch.
   return delta, dtau.astype(jnp.result_type(tau)), drec
-
-
-def _flat_bwd(u, tau, tau_b, thr, alpha, g_s, g_u):
-  """The backward of a flat layer (no ``R``): eq. 7 is the linear recurrence
-  ``delta^t = a^t + b^t delta^(t+1)`` with ``a = dL/ds * surrogate (+ dL/du)`` and
-  ``b = tau (1 - s)``, both known for all steps at once; only that recurrence is
-  sequential, everything else is one vectorized pass over ``[T, ...]``."""
-  dtype = u.dtype
-  gate = (u < thr).astype(dtype)  # 1 - s
-  a = g_s * surrogate(u - thr, alpha)
-  if g_u is not None:
-    a = a + g_u
-  b = tau_b * gate
-
-  def step(delta_next, xs):
-    a_t, b_t = xs
-    delta = a_t + b_t * delta_next
-    return delta, delta
-
-  _, delta = jax.lax.scan(step, jnp.zeros(u.shape[1:], dtype), (a, b), reverse=True)
-  # eq. 10: d u^(t+1) / d tau = u^t (1 - s^t), weighted by delta^(t+1).
-  dtau = _sum_to_shape(delta[1:] * u[:-1] * gate[:-1], jnp.shape(tau))
-  return delta, dtau.astype(jnp.result_type(tau)), None
 
 
 _lif_bpsr.defvjp(_lif_bpsr_fwd, _lif_bpsr_bwd)
