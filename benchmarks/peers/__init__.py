@@ -34,7 +34,9 @@ FRAMEWORKS = {
 #: s = H(u - 1), hard reset to 0, Gaussian surrogate of width 0.5).
 NEURON_NOTES = {
     "bpsr_jax (bpsr)": "eq. 1-2 exactly; Gaussian surrogate (alpha 0.5); per-neuron tau "
-                       "learned (init 0.5); reverse-scan custom VJP (BPSR)",
+                       "learned (init 0.5); reverse-scan custom VJP (BPSR) keeping the "
+                       "potentials, and the hidden spikes for the output layer's weight "
+                       "gradient as booleans",
     "bpsr_jax (autodiff)": "same neuron; JAX autodiff through the scan (STBP / BPTT)",
     "snnTorch": "`Leaky(beta=0.5, threshold=1, reset_mechanism='zero')`: same equations; "
                 "Gaussian via `surrogate.custom_surrogate`; beta fixed",
