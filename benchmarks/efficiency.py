@@ -28,9 +28,11 @@ and configuration in its own subprocess, all in one run on one machine:
   layer, ``dx`` into the hidden layer) divided by the measured throughput of a jitted
   float32 matmul ``[T * batch, 784] @ [784, h]`` on this machine.
 
-Threads: every framework computes on ``--threads`` threads (default 1: ``torch.set_num_threads(1)``
-and XLA's single-threaded CPU client, ``--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1``). One thread is the default because the reference machine
+Threads: every framework computes on ``--threads`` cores (default 1: each worker process is
+pinned to one CPU with ``os.sched_setaffinity``, and torch runs ``set_num_threads(1)``.
+XLA's CPU client ignores ``--xla_cpu_multi_thread_eigen=false`` for its matmuls (measured:
+CPU time / wall time 1.93 for a jitted matmul with that flag on this 2-core machine), so
+only the affinity makes the JAX frameworks' numbers single-core like torch's). One thread is the default because the reference machine
 (2 cores) is shared: with 2 threads and other load, torch's OpenMP workers stall at their
 barriers and a step's time varies 30x from one step to the next. A peer that cannot be imported is reported as
 ``missing`` with the install hint; a crash or a timeout as ``error`` / ``timeout``.
@@ -205,6 +207,16 @@ def run_worker(args) -> dict:
 
 # ---------------------------------------------------------------------------------------
 # Orchestrator.
+
+
+def pin_to_cores(n: int) -> None:
+  """Restricts this process (before JAX / torch start their thread pools) to ``n`` of the
+  CPUs it may run on (the lowest-numbered); ``n <= 0`` or more than available: no change."""
+  if n <= 0 or not hasattr(os, "sched_setaffinity"):
+    return
+  cpus = sorted(os.sched_getaffinity(0))
+  if n < len(cpus):
+    os.sched_setaffinity(0, set(cpus[:n]))
 
 
 def thread_env(threads: int) -> dict:
@@ -474,6 +486,7 @@ def main(argv=None):
     return 0
 
   if args.worker:
+    pin_to_cores(int(os.environ.get("BENCH_THREADS", "0")))
     try:
       res = run_worker(args)
     except Exception as e:  # reported, not raised: the orchestrator keeps going

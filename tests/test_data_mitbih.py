@@ -13,7 +13,7 @@ from bpsr_jax.data import mitbih
 wfdb = pytest.importorskip("wfdb")
 
 AAMI = {"N": "NLRej", "S": "AaJS", "V": "VE", "F": "F", "Q": "/fQ"}
-BEFORE, AFTER, SIG_LEN = 90, 162, 650000  # 0.25 s and 0.45 s at 360 Hz
+BEFORE, AFTER, SIG_LEN = 252, 180, 650000  # 0.7 s and 0.5 s at 360 Hz
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_beat_counts_per_record_agree_with_annotations(random_split, annotations
   for r in mitbih.RECORDS:
     got = collections.Counter(syms[records == r].tolist())
     assert got == expected[r], r
-  # Only beats in the first 0.25 s / last 0.45 s of a record are dropped.
+  # Only beats in the first 0.7 s / last 0.5 s of a record are dropped.
   raw_total = sum(np.isin(s, list(symbols)).sum() for s, _ in annotations.values())
   assert 0 < raw_total - (len(train) + len(test)) < 100
 
@@ -83,7 +83,9 @@ def test_aami_histogram_and_labels(random_split, annotations):
 def test_random_split_is_stratified_and_seeded(random_split, mitdb):
   train, test = random_split
   assert train.x.shape[1:] == (40, 4) and train.x.dtype == np.uint8 and train.kind == "spikes"
-  assert set(np.unique(train.x)) <= {0, 1}
+  assert train.x.max() > 1  # crossing counts per step (binary=False)
+  binary, _ = data.load_mitbih(mitdb, records=("119",), binary=True, seed=0)
+  assert set(np.unique(binary.x)) == {0, 1}
   n_tr, n_te = np.bincount(train.y, minlength=5), np.bincount(test.y, minlength=5)
   np.testing.assert_array_equal(n_te, np.round(0.2 * (n_tr + n_te)).astype(int))
   keys = lambda ds: set(zip(ds.meta["record"].tolist(), ds.meta["sample"].tolist()))
@@ -99,7 +101,7 @@ def test_spikes_are_level_crossings_of_the_beat(random_split, mitdb):
   j = int(np.flatnonzero(beats["sample"] == train.meta["sample"][i])[0])
   assert beats["signal"].shape[1:] == (BEFORE + AFTER, 2)
   assert beats["leads"].tolist() == ["MLII", "V1"]
-  expected = encode.level_crossing(beats["signal"][j], 0.1, time_steps=40, binary=True)
+  expected = encode.level_crossing(beats["signal"][j], 0.1, time_steps=40)
   np.testing.assert_array_equal(train.x[i], expected)
   # Record 114 stores MLII second; the loader puts it first.
   assert mitbih.read_record_beats(mitdb, "114", symbols="N")["leads"][0] == "MLII"

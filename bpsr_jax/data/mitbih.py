@@ -6,8 +6,10 @@ beat annotations), read with wfdb. Online route: `wfdb.dl_database("mitdb", dir)
 
 Beats: one window per annotation whose symbol is in the chosen class mapping, from
 `window_s[0]` seconds before to `window_s[1]` seconds after the annotated R peak
-(default 0.25 s + 0.45 s = 90 + 162 = 252 samples); beats whose window does not fit in
-the record (the first and last fraction of a second) are dropped. Both leads are used,
+(default 0.7 s + 0.5 s = 252 + 180 = 432 samples: with 0.7 s before the peak the previous
+beat, and so the RR interval that marks premature beats, is usually inside the window);
+beats whose window does not fit in the record (the first and last fraction of a second)
+are dropped. Both leads are used,
 the MLII lead first where the record has one (record 114 stores it second; 102 and 104
 have no MLII).
 
@@ -118,7 +120,7 @@ def read_record_beats(
     record: str,
     *,
     symbols: Sequence[str] | Mapping[str, int],
-    window_s: tuple[float, float] = (0.25, 0.45),
+    window_s: tuple[float, float] = (0.7, 0.5),
 ) -> dict[str, np.ndarray]:
   """Reads the beat windows of one record.
 
@@ -173,11 +175,11 @@ def load_mitbih(
     split: str = "random",
     time_steps: int = 40,
     delta: float = 0.1,
-    window_s: tuple[float, float] = (0.25, 0.45),
+    window_s: tuple[float, float] = (0.7, 0.5),
     test_fraction: float = 0.2,
     seed: int = 0,
     records: Sequence[str] | None = None,
-    binary: bool = True,
+    binary: bool = False,
     limit: int | None = None,
     download: bool = False,
 ) -> tuple[common.Dataset, common.Dataset]:
@@ -187,7 +189,8 @@ def load_mitbih(
   `encode.level_crossing(beat, delta, time_steps=T)`: channels (MLII up, MLII down,
   other lead up, other lead down); levels are relative to the window's first sample,
   so no baseline removal or amplitude normalization is applied (delta is in mV).
-  With `binary` the per-step counts are clipped to 1.
+  By default a step holds the number of crossings that fell into it (a steep QRS crosses
+  several levels within one of the 40 steps); with `binary` the counts are clipped to 1.
 
   Args:
     data_dir: the folder with the mitdb files.
