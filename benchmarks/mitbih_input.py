@@ -24,11 +24,11 @@ import _study
 
 # (label, load_mitbih keyword arguments)
 ENCODINGS = (
-    ("window 0.25/0.45 s, <= 1 spike per step (earlier default)", dict()),
-    ("window 0.25/0.45 s, counts", dict(binary=False)),
-    ("window 0.7/0.5 s, <= 1 spike per step", dict(window_s=(0.7, 0.5))),
-    ("window 0.7/0.5 s, counts (experiments.mitbih default)",
-     dict(window_s=(0.7, 0.5), binary=False)),
+    ("window 0.25/0.45 s, <= 1 spike per step (earlier default)",
+     dict(window_s=(0.25, 0.45), binary=True)),
+    ("window 0.25/0.45 s, counts", dict(window_s=(0.25, 0.45), binary=False)),
+    ("window 0.7/0.5 s, <= 1 spike per step", dict(window_s=(0.7, 0.5), binary=True)),
+    ("window 0.7/0.5 s, counts (the default)", dict(window_s=(0.7, 0.5), binary=False)),
     ("window 0.7/0.5 s, counts, delta 0.05 mV",
      dict(window_s=(0.7, 0.5), binary=False, delta=0.05)),
     ("window 0.9/0.6 s, counts", dict(window_s=(0.9, 0.6), binary=False)),
