@@ -18,8 +18,9 @@ Two gradients are offered:
 * ``"bpsr"``: the paper's iterative gradient (eq. 6-12) as one ``jax.custom_vjp`` over the
   whole sequence. The forward pass keeps only the membrane potentials ``u`` (one float per
   neuron per step, the physical floor: spikes are ``u >= U_th``) and the backward pass is a
-  single reverse ``lax.scan`` that also accumulates ``d tau`` and ``d R``.
-* ``"autodiff"``: the same forward pass differentiated by JAX through the scan, with the
+  single reverse loop over the steps (``lax.fori_loop``, writing ``dL/du`` over the incoming
+  cotangent in place) that also accumulates ``d tau`` and ``d R``.
+* ``"autodiff"``: the same dynamics as a ``lax.scan`` differentiated by JAX, with the
   spike's surrogate from :func:`spike` and the reset gate under ``stop_gradient``. This is
   STBP / BPTT, the baseline. Both give the same gradients to float round-off.
 """
