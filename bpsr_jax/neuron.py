@@ -90,7 +90,7 @@ def spike(v: Array, alpha: float = DEFAULT_ALPHA) -> Array:
 
 
 # ---------------------------------------------------------------------------------------
-# Forward scan, shared by both gradients.
+# Helpers and the forward loop of gradient="bpsr".
 
 
 def _flat_leading(x: Array) -> Array:
