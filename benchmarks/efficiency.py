@@ -25,8 +25,10 @@ and configuration in its own subprocess, all in one run on one machine:
   first ``--n-test`` test images (rate coded, argmax of the output spike counts).
 * **dense-matmul floor** (in the ``bpsr_jax (bpsr)`` worker): the step's matmul FLOPs
   (:func:`bpsr_jax.metrics.mlp_step_matmul_flops`: ``x @ W`` per layer forward, ``dW`` per
-  layer, ``dx`` into the hidden layer) divided by the measured throughput of a jitted
-  float32 matmul ``[T * batch, 784] @ [784, h]`` on this machine.
+  layer, ``dx`` into the hidden layer) divided by this machine's best measured float32
+  matmul throughput on the step's shapes: the best of ``[T * batch, 784] @ [784, h]`` as
+  one jitted matmul, the same in row blocks, and the weight-gradient contraction
+  ``[T * batch, 784]^T @ [T * batch, h]`` (:func:`_matmul_throughput`).
 
 Threads: every framework computes on ``--threads`` cores (default 1: each worker process is
 pinned to one CPU with ``os.sched_setaffinity``, and torch runs ``set_num_threads(1)``.
@@ -34,7 +36,18 @@ XLA's CPU client ignores ``--xla_cpu_multi_thread_eigen=false`` for its matmuls 
 CPU time / wall time 1.93 for a jitted matmul with that flag on this 2-core machine), so
 only the affinity makes the JAX frameworks' numbers single-core like torch's). One thread is the default because the reference machine
 (2 cores) is shared: with 2 threads and other load, torch's OpenMP workers stall at their
-barriers and a step's time varies 30x from one step to the next. A peer that cannot be imported is reported as
+barriers and a step's time varies 30x from one step to the next.
+
+Memory allocator: glibc serves every buffer of 32 MiB or more (its largest mmap
+threshold) with a fresh ``mmap``, so a training step whose buffers are that large
+faults in every page of them, 4 KiB at a time, in every step (measured for the JAX step
+at batch 128, h 800, T 80: 24,400 page faults per step, 95 MB, 16 % of bpsr_jax's step
+time; autodiff's and Spyx's larger buffers fault 190-220 MB per step; torch's tensors
+none). The workers therefore run with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
+(``--malloc-hugetlb 0`` turns it off), which gives such buffers transparent huge
+pages: what is measured is the step's computation, as in a long-running process whose
+allocator keeps its buffers. Users get the same with that variable (or tcmalloc /
+jemalloc). A peer that cannot be imported is reported as
 ``missing`` with the install hint; a crash or a timeout as ``error`` / ``timeout``.
 
 Usage:
@@ -101,21 +114,37 @@ def _malloc_tuning(timing: bool) -> None:
   libc.mallopt(m_trim_threshold, (256 << 20) if timing else (64 << 10))
 
 
-def _matmul_throughput(h: int, rows: int, repeats: int = 20) -> float:
-  """FLOP/s of a jitted float32 ``[rows, 784] @ [784, h]`` on this machine."""
+def _matmul_throughput(h: int, rows: int, repeats: int = 20) -> dict:
+  """This machine's float32 matmul throughput (FLOP/s) on the step's big matmul shapes.
+
+  Three jitted products with the FLOPs of one ``[rows, 784] @ [784, h]``: that product
+  as one matmul, the same in row blocks of ``CPU_CHUNK_ROWS`` (what
+  :func:`bpsr_jax.layers.rows_matmul` does on a CPU; faster for many rows), and the
+  weight-gradient contraction ``[rows, 784]^T @ [rows, h]``. The floor uses the best
+  of the three, so that no way of computing the step's matmuls beats it.
+  """
   import jax
   import jax.numpy as jnp
+  from bpsr_jax import layers
   a = jax.random.normal(jax.random.PRNGKey(0), (rows, 784), jnp.float32)
   b = jax.random.normal(jax.random.PRNGKey(1), (784, h), jnp.float32)
-  f = jax.jit(lambda a, b: a @ b)
-  f(a, b).block_until_ready()
-  f(a, b).block_until_ready()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(a, b).block_until_ready()
-    times.append(time.perf_counter() - t)
-  return 2.0 * rows * 784 * h / statistics.median(times)
+  d = jax.random.normal(jax.random.PRNGKey(2), (rows, h), jnp.float32)
+  variants = {
+      "matmul": (jax.jit(lambda a, b: a @ b), (a, b)),
+      "row_blocks": (jax.jit(layers._chunked_matmul), (a, b)),
+      "weight_grad": (jax.jit(lambda a, d: a.T @ d), (a, d)),
+  }
+  out = {}
+  for name, (f, args) in variants.items():
+    f(*args).block_until_ready()
+    f(*args).block_until_ready()
+    times = []
+    for _ in range(repeats):
+      t = time.perf_counter()
+      f(*args).block_until_ready()
+      times.append(time.perf_counter() - t)
+    out[name] = 2.0 * rows * 784 * h / statistics.median(times)
+  return out
 
 
 def run_worker(args) -> dict:
@@ -197,10 +226,12 @@ def run_worker(args) -> dict:
     res["acc_steps"] = steps
   if args.framework == "bpsr_jax (bpsr)":
     from bpsr_jax import metrics
-    thr = _matmul_throughput(args.h, args.T * args.batch)
+    thr_by_shape = _matmul_throughput(args.h, args.T * args.batch)
+    thr = max(thr_by_shape.values())
     flops = metrics.mlp_step_matmul_flops((784, args.h, 10), args.T, args.batch)
     res.update(matmul_gflops=thr / 1e9, step_matmul_gflop=flops / 1e9,
-               floor_ms=1e3 * flops / thr)
+               floor_ms=1e3 * flops / thr,
+               matmul_gflops_by_shape={k: v / 1e9 for k, v in thr_by_shape.items()})
   res["status"] = "ok"
   return res
 
@@ -230,6 +261,15 @@ def thread_env(threads: int) -> dict:
   return env
 
 
+def malloc_env(hugetlb: bool) -> dict:
+  """glibc malloc tunables for the workers: with ``hugetlb``, buffers that malloc maps
+  (all of 32 MiB and more, whatever the mmap threshold) get transparent huge pages."""
+  if not hugetlb:
+    return {}
+  tun = os.environ.get("GLIBC_TUNABLES", "")
+  return {"GLIBC_TUNABLES": (tun + ":" if tun else "") + "glibc.malloc.hugetlb=1"}
+
+
 def _spawn(fw: str, h: int, T: int, batch: int, args, acc_steps: int) -> dict:
   cmd = [sys.executable, "-m", "benchmarks.efficiency", "--worker", "--framework", fw,
          "--h", str(h), "--T", str(T), "--batch", str(batch), "--repeats",
@@ -237,7 +277,8 @@ def _spawn(fw: str, h: int, T: int, batch: int, args, acc_steps: int) -> dict:
          "--n-test", str(args.n_test), "--eval-batch", str(args.eval_batch), "--lr",
          str(args.lr), "--seed", str(args.seed)]
   env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-             TF_CPP_MIN_LOG_LEVEL="3", **thread_env(args.threads))
+             TF_CPP_MIN_LOG_LEVEL="3", **thread_env(args.threads),
+             **malloc_env(args.malloc_hugetlb))
   base = {"framework": fw, "h": h, "T": T, "batch": batch}
   t0 = time.perf_counter()
   try:
@@ -281,6 +322,10 @@ def write_markdown(results, meta, path: pathlib.Path):
          f"Measured in one run: `{meta['command']}` on {meta['machine']} "
          f"({meta['date']}, {meta['wall_min']:.1f} min). Versions: {meta['versions']}.\n",
          f"Threads per framework: {meta['threads']}. "
+         + ("glibc malloc with transparent huge pages for mapped buffers "
+            "(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, every framework). "
+            if meta.get("malloc_hugetlb") else "")
+         +
          "Time per training step (forward + backward + Adam), median of "
          f"{meta['repeats']} steps after {max(3, meta['warmup'])} warm-up steps (those "
          "of the memory phase), in ms; "
@@ -470,6 +515,9 @@ def main(argv=None):
                        "torch.set_num_threads(1) and XLA's single-threaded CPU client; "
                        "another value sets torch's threads and leaves XLA's default "
                        "(all cores)")
+  ap.add_argument("--malloc-hugetlb", type=int, default=1, choices=(0, 1),
+                  help="run the workers with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
+                       "(default 1; see the module docstring)")
   ap.add_argument("--out", default=str(ROOT / "docs"))
   ap.add_argument("--from-json", default="",
                   help="re-render the tables and plots of an earlier run's "
@@ -544,6 +592,7 @@ def main(argv=None):
       "frameworks": fws, "hs": hs, "Ts": Ts, "batches": batches,
       "repeats": args.repeats, "warmup": args.warmup, "acc_steps": args.acc_steps,
       "n_test": args.n_test, "lr": args.lr, "threads": args.threads,
+      "malloc_hugetlb": args.malloc_hugetlb,
   }
   (outdir / "efficiency.json").write_text(json.dumps({"meta": meta, "results": results},
                                                      indent=1))

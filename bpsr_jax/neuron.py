@@ -108,22 +108,37 @@ def _sum_to_shape(x: Array, shape: Tuple[int, ...]) -> Array:
   return x.reshape(shape)
 
 
-def _forward_potentials(currents, tau, recurrent_kernel, threshold):
+def _write_step(buf: Array, t: Array, value: Array) -> Array:
+  """``buf.at[t].set(value)`` as a plain dynamic-update-slice (``t`` is in range), which
+  XLA performs in place; the scatter behind ``.at[t].set`` adds a bounds-check select
+  that can make XLA copy the whole buffer in every step."""
+  return jax.lax.dynamic_update_index_in_dim(buf, value, t, 0)
+
+
+def _forward_potentials(currents, tau, recurrent_kernel, bias, threshold):
   """Runs eq. 1-2 step by step; returns the potentials ``u`` ``[T, ..., N]``.
 
   The loop writes ``u^t`` over ``currents[t]`` once it has read it, so XLA updates the
   currents' buffer in place instead of filling a fresh output buffer (measured 1.4x
   faster than ``lax.scan`` with stacked outputs for a ``[80, 32, 800]`` layer on a CPU).
+  The bias is added inside the loop, which saves the separate pass over ``[T, ..., N]``
+  that ``currents + bias`` would cost.
   """
   dtype = currents.dtype
   thr = jnp.asarray(threshold, dtype)
 
   def body(t, carry):
     buf, u_prev, gate_prev = carry  # gate = 1 - s of the previous step
-    u = tau * u_prev * gate_prev + buf[t]
+    current = buf[t] if bias is None else buf[t] + bias  # rounds as currents + bias
+    u = tau * u_prev * gate_prev + current
     if recurrent_kernel is not None:
       u = u + (1 - gate_prev) @ recurrent_kernel
-    return buf.at[t].set(u), u, (u < thr).astype(dtype)
+    buf = _write_step(buf, t, u)
+    # The carry is read back from the written buffer: XLA would otherwise recompute u
+    # from buf[t] inside each of its consumers, which would then have to read the old
+    # buffer after the in-place write, and XLA copies the whole buffer in every step.
+    u = buf[t]
+    return buf, u, (u < thr).astype(dtype)
 
   zeros = jnp.zeros(currents.shape[1:], dtype)
   u, _, _ = jax.lax.fori_loop(0, currents.shape[0], body,
@@ -135,23 +150,25 @@ def _forward_potentials(currents, tau, recurrent_kernel, threshold):
 # gradient="bpsr": one custom_vjp over the whole sequence.
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _lif_bpsr(currents, tau, recurrent_kernel, threshold, alpha, with_potentials):
-  u = _forward_potentials(currents, tau, recurrent_kernel, threshold)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _lif_bpsr(currents, tau, recurrent_kernel, bias, threshold, alpha, with_potentials):
+  u = _forward_potentials(currents, tau, recurrent_kernel, bias, threshold)
   s = (u >= jnp.asarray(threshold, u.dtype)).astype(u.dtype)
   return (s, u) if with_potentials else s
 
 
-def _lif_bpsr_fwd(currents, tau, recurrent_kernel, threshold, alpha, with_potentials):
-  u = _forward_potentials(currents, tau, recurrent_kernel, threshold)
+def _lif_bpsr_fwd(currents, tau, recurrent_kernel, bias, threshold, alpha,
+                  with_potentials):
+  u = _forward_potentials(currents, tau, recurrent_kernel, bias, threshold)
   s = (u >= jnp.asarray(threshold, u.dtype)).astype(u.dtype)
   out = (s, u) if with_potentials else s
-  # Residuals: the potentials (spikes are recomputed from them), tau and R.
-  return out, (u, tau, recurrent_kernel)
+  # Residuals: the potentials (spikes are recomputed from them), tau, R and the bias
+  # (only its shape and dtype are used).
+  return out, (u, tau, recurrent_kernel, bias)
 
 
 def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
-  u, tau, recurrent_kernel = residuals
+  u, tau, recurrent_kernel, bias = residuals
   if with_potentials:
     g_s, g_u = cotangent
   else:
@@ -160,9 +177,15 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
   thr = jnp.asarray(threshold, dtype)
   tau_b = jnp.asarray(tau, dtype)
   recurrent = recurrent_kernel is not None
+  with_bias = bias is not None
   n = u.shape[-1]
-  delta0 = jnp.zeros(u.shape[1:], dtype)
-  dtau0 = jnp.zeros(jnp.shape(tau), dtype)
+  step_shape = u.shape[1:]
+  delta0 = jnp.zeros(step_shape, dtype)
+  # d tau is accumulated per element of a step ([..., N]) and reduced to tau's shape
+  # once after the loop: a reduction over the batch in every step costs more than the
+  # rest of the step's arithmetic (measured on a CPU: 1.2x faster loop for
+  # [80, 128, 800]).
+  dtau0 = jnp.zeros(step_shape, dtype)
   drec0 = jnp.zeros((n, n), dtype) if recurrent else None
 
   num_steps = u.shape[0]
@@ -177,7 +200,7 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
     s_t = (u_t >= thr).astype(dtype)
     gate = 1 - s_t
     # eq. 10 for step t+1: d u^(t+1) / d tau = u^t (1 - s^t).
-    dtau = dtau + _sum_to_shape(delta_next * u_t * gate, jnp.shape(tau))
+    dtau = dtau + delta_next * u_t * gate
     # dL/ds^t: from the loss / next layer, and (eq. 11) through the recurrent synapses.
     ds = buf[t]
     if recurrent:
@@ -191,13 +214,18 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
     delta = ds * surrogate(u_t - thr, alpha) + delta_next * tau_b * gate
     if g_u is not None:
       delta = delta + g_u[t]
-    return buf.at[t].set(delta), delta, dtau, drec
+    return _write_step(buf, t, delta), delta, dtau, drec
 
   delta, _, dtau, drec = jax.lax.fori_loop(
       0, num_steps, body, (jnp.asarray(g_s, dtype), delta0, dtau0, drec0))
+  dtau = _sum_to_shape(dtau, jnp.shape(tau)).astype(jnp.result_type(tau))
+  # d u^t / d b = 1: one reduction of the whole delta buffer after the loop (cheaper
+  # than a running sum in the loop, which reads and writes an accumulator every step).
+  db = (_sum_to_shape(delta, jnp.shape(bias)).astype(jnp.result_type(bias))
+        if with_bias else None)
   # eq. 8-9 are the caller's business: delta is dL/d currents, and the currents are
-  # W x + b, so JAX turns it into dW, db and dx with one contraction over T * batch.
-  return delta, dtau.astype(jnp.result_type(tau)), drec
+  # W x, so JAX turns it into dW and dx with one contraction over T * batch.
+  return delta, dtau, drec, db
 
 
 _lif_bpsr.defvjp(_lif_bpsr_fwd, _lif_bpsr_bwd)
@@ -207,8 +235,11 @@ _lif_bpsr.defvjp(_lif_bpsr_fwd, _lif_bpsr_bwd)
 # gradient="autodiff": STBP / BPTT baseline.
 
 
-def _lif_autodiff(currents, tau, recurrent_kernel, threshold, alpha, with_potentials):
+def _lif_autodiff(currents, tau, recurrent_kernel, bias, threshold, alpha,
+                  with_potentials):
   dtype = currents.dtype
+  if bias is not None:
+    currents = currents + bias
   zeros = jnp.zeros(currents.shape[1:], dtype)
 
   def step(carry, current):
@@ -227,7 +258,7 @@ def _lif_autodiff(currents, tau, recurrent_kernel, threshold, alpha, with_potent
 # Public entry point.
 
 
-def _validate(currents, tau, recurrent_kernel, gradient):
+def _validate(currents, tau, recurrent_kernel, bias, gradient):
   if gradient not in GRADIENTS:
     raise ValueError(
         f"unknown gradient {gradient!r}: expected one of {', '.join(GRADIENTS)}")
@@ -248,6 +279,17 @@ def _validate(currents, tau, recurrent_kernel, gradient):
         f"tau of shape {tau_shape} does not broadcast against the per-step current shape "
         f"{tuple(feature_shape)} (expected a scalar, [N] = [{feature_shape[-1]}], or a "
         "shape broadcastable to [..., N])")
+  if bias is not None:
+    bias_shape = jnp.shape(bias)
+    try:
+      bshape = jnp.broadcast_shapes(bias_shape, feature_shape)
+    except ValueError:
+      bshape = None
+    if bshape != tuple(feature_shape):
+      raise ValueError(
+          f"bias of shape {bias_shape} does not broadcast against the per-step current "
+          f"shape {tuple(feature_shape)} (expected [N] = [{feature_shape[-1]}] or a shape "
+          "broadcastable to [..., N])")
   if recurrent_kernel is not None:
     n = feature_shape[-1]
     rshape = jnp.shape(recurrent_kernel)
@@ -267,6 +309,7 @@ def lif(
     threshold: float = 1.0,
     alpha: float = DEFAULT_ALPHA,
     recurrent_kernel: Optional[Array] = None,
+    bias: Optional[Array] = None,
     gradient: str = "bpsr",
     return_potentials: bool = False,
 ) -> Union[Array, Tuple[Array, Array]]:
@@ -274,8 +317,9 @@ def lif(
 
   Args:
     currents: ``[T, ...batch/spatial dims..., N]`` floating point, the input current
-      ``W x^t + b`` of every step (the affine or conv part runs once over all steps
-      outside this function; its gradient is plain autodiff from ``dL/dcurrents``).
+      ``W x^t`` (``+ b`` unless ``bias`` is given) of every step (the matmul or conv
+      runs once over all steps outside this function; its gradient is plain autodiff
+      from ``dL/dcurrents``).
     tau: leak factor in [0, 1], broadcasting against ``[..., N]``: a per-neuron vector
       ``[N]`` (heterogeneous) or a scalar (homogeneous, e.g. a conv layer's shared tau).
     threshold: firing threshold ``U_th`` (static).
@@ -283,6 +327,10 @@ def lif(
     recurrent_kernel: ``[N, N]`` intra-layer synapses, ``recurrent_kernel[k, i]`` from
       neuron k to neuron i; the step adds ``s^(t-1) @ recurrent_kernel``. None for a
       flat layer.
+    bias: optional constant current added at every step, broadcasting against
+      ``[..., N]`` (a layer's bias ``[N]``). The same as passing ``currents + bias``,
+      but with ``gradient="bpsr"`` it is added inside the forward loop, which saves a
+      pass over ``[T, ..., N]``.
     gradient: ``"bpsr"`` (iterative reverse-scan gradient, the default) or
       ``"autodiff"`` (JAX through the scan: STBP / BPTT).
     return_potentials: also return the membrane potentials.
@@ -294,16 +342,19 @@ def lif(
     t means ``u^t >= threshold``).
 
   Raises:
-    ValueError: currents with fewer than 2 dims, a tau that does not broadcast, a
+    ValueError: currents with fewer than 2 dims, a tau or bias that does not broadcast, a
       non-square or mismatched recurrent kernel, or an unknown gradient name.
     TypeError: non-floating currents.
   """
   currents = jnp.asarray(currents)
-  _validate(currents, tau, recurrent_kernel, gradient)
+  _validate(currents, tau, recurrent_kernel, bias, gradient)
   dtype = currents.dtype
   tau = jnp.asarray(tau, dtype) if not hasattr(tau, "dtype") else tau.astype(dtype)
   if recurrent_kernel is not None:
     recurrent_kernel = jnp.asarray(recurrent_kernel).astype(dtype)
+  if bias is not None:
+    bias = jnp.asarray(bias).astype(dtype)
   threshold, alpha = float(threshold), float(alpha)
   fn = _lif_bpsr if gradient == "bpsr" else _lif_autodiff
-  return fn(currents, tau, recurrent_kernel, threshold, alpha, bool(return_potentials))
+  return fn(currents, tau, recurrent_kernel, bias, threshold, alpha,
+            bool(return_potentials))

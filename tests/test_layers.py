@@ -142,3 +142,37 @@ def test_bpsr_models_with_boolean_spike_residuals_match_autodiff(spec, shape):
   ref, got = grad(params, nets["autodiff"]), grad(params, nets["bpsr"])
   for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(got)):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(a))) + 1e-7)
+
+
+def test_chunk_count_splits_rows_into_equal_blocks():
+  # A divisor of m with blocks of rows/4 .. 2*rows rows, closest to rows; else 1.
+  assert layers._chunk_count(10240, 1024) == 10  # pylint: disable=protected-access
+  assert layers._chunk_count(5120, 1024) == 5  # pylint: disable=protected-access
+  assert layers._chunk_count(2062, 1024) == 2  # 2 x 1031  # pylint: disable=protected-access
+  assert layers._chunk_count(2053, 1024) == 1  # prime  # pylint: disable=protected-access
+  assert layers._chunk_count(640, 1024) == 2  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("rows", [2048 + 64, 3 * 1031])
+def test_rows_matmul_chunked_on_cpu_equals_one_matmul(rows):
+  # Enough rows for the chunked CPU path; values, gradients and forward-mode tangents
+  # against float64 numpy.
+  k = jax.random.split(jax.random.PRNGKey(7), 4)
+  a = jax.random.normal(k[0], (rows, 40))
+  b = jax.random.normal(k[1], (40, 36))
+  g = jax.random.normal(k[2], (rows, 36))
+  a64, b64, g64 = (np.asarray(v, np.float64) for v in (a, b, g))
+  assert layers._chunk_count(rows, layers.CPU_CHUNK_ROWS) > 1  # pylint: disable=protected-access
+  np.testing.assert_allclose(jax.jit(layers.rows_matmul)(a, b), a64 @ b64, rtol=1e-5,
+                             atol=1e-4)
+  ga, gb = jax.jit(jax.grad(lambda a, b: jnp.sum(layers.rows_matmul(a, b) * g),
+                            argnums=(0, 1)))(a, b)
+  np.testing.assert_allclose(ga, g64 @ b64.T, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(gb, a64.T @ g64, rtol=1e-5, atol=1e-3)
+  da = jax.random.normal(k[3], a.shape)
+  _, t = jax.jvp(layers.rows_matmul, (a, b), (da, b))
+  np.testing.assert_allclose(t, np.asarray(da, np.float64) @ b64 + a64 @ b64, rtol=1e-5,
+                             atol=1e-3)
+  # The chunked path really runs on this CPU: the compiled product has a loop.
+  hlo = jax.jit(layers.rows_matmul).lower(a, b).compile().as_text()
+  assert " while(" in hlo

@@ -110,6 +110,37 @@ def test_spikes_and_gradients_match_reference(gradient, t, shape, recurrent, sha
       np.testing.assert_array_equal(a, 0.0)
 
 
+@pytest.mark.parametrize("gradient", ["bpsr", "autodiff"])
+@pytest.mark.parametrize("t,shape,recurrent,shared", [CASES[2], CASES[5], CASES[7]])
+def test_bias_argument_matches_reference_with_added_bias(gradient, t, shape, recurrent,
+                                                         shared):
+  # lif(c, bias=b) is the reference LIF of c + b: spikes equal, gradients (currents, tau,
+  # R, b) to round-off; the bias gradient is accumulated inside the backward loop.
+  currents, tau, rec, w = _inputs(t + 11, t, shape, recurrent, shared)
+  bias = 0.2 * jax.random.normal(jax.random.PRNGKey(t), (shape[-1],))
+  currents = currents - 0.2
+
+  def lib(c, tau, rec, b):
+    return jnp.sum(bpsr_jax.lif(c, tau, recurrent_kernel=rec, bias=b,
+                                gradient=gradient) * w)
+
+  def ref(c, tau, rec, b):
+    return jnp.sum(reference_lif(c + b, tau, rec) * w)
+
+  np.testing.assert_array_equal(
+      bpsr_jax.lif(currents, tau, recurrent_kernel=rec, bias=bias, gradient=gradient),
+      reference_lif(currents + bias, tau, rec))
+  g_lib = jax.jit(jax.grad(lib, argnums=(0, 1, 2, 3)))(currents, tau, rec, bias)
+  g_ref = jax.grad(ref, argnums=(0, 1, 2, 3))(currents, tau, rec, bias)
+  for name, a, b in zip(["currents", "tau", "recurrent_kernel", "bias"], g_lib, g_ref):
+    if b is None:
+      assert a is None
+      continue
+    assert a.shape == b.shape, name
+    assert np.max(np.abs(np.asarray(b))) > 0, name
+    assert _rel_err(a, b) < 1e-5, (name, _rel_err(a, b))
+
+
 def test_bpsr_equals_autodiff_under_vmap_and_grad_of_jit():
   currents, tau, rec, w = _inputs(3, 40, (5, 12), True)
 
@@ -188,6 +219,7 @@ def test_bfloat16_keeps_dtype():
     (dict(recurrent_kernel=jnp.ones((3, 4))), "square"),
     (dict(recurrent_kernel=jnp.ones((4, 4))), "does not match"),
     (dict(gradient="stbp"), "unknown gradient"),
+    (dict(bias=jnp.ones((4,))), "bias of shape"),
 ])
 def test_bad_input_errors(bad, match):
   kwargs = dict(currents=jnp.ones((5, 2, 3)), tau=0.5)

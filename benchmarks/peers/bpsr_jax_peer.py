@@ -63,13 +63,22 @@ class JaxRunner:
 
   def saved_bytes(self, x, y):
     """Bytes the forward pass keeps for the backward pass (the residuals of ``jax.vjp``;
-    the parameters and the input are excluded, one buffer counted once)."""
+    the parameters and the input are excluded, one buffer counted once).
+
+    A residual that holds exactly the input's values (the input reshaped, which eager
+    ``jax.vjp`` materializes as a new buffer and a jitted step does not) counts as the
+    input.
+    """
     _, vjp = jax.vjp(lambda p: self.loss_fn(p, x, y), self.params)
     skip = {_ptr(a) for a in jax.tree_util.tree_leaves(self.params)} | {_ptr(x)}
     seen = {}
     for leaf in jax.tree_util.tree_leaves(vjp):
-      if isinstance(leaf, jax.Array) and _ptr(leaf) not in skip:
-        seen[_ptr(leaf)] = leaf.nbytes
+      if not isinstance(leaf, jax.Array) or _ptr(leaf) in skip:
+        continue
+      if (leaf.size == x.size and leaf.dtype == x.dtype
+          and bool(jnp.array_equal(leaf.reshape(-1), jnp.reshape(x, -1)))):
+        continue
+      seen[_ptr(leaf)] = leaf.nbytes
     return int(sum(seen.values()))
 
 
