@@ -258,6 +258,20 @@ def _lif_autodiff(currents, tau, recurrent_kernel, bias, threshold, alpha,
 # Public entry point.
 
 
+def _check_broadcasts(name, value, feature_shape, also):
+  """Raises unless ``value`` broadcasts against the per-step shape ``[..., N]``."""
+  shape = jnp.shape(value)
+  try:
+    ok = jnp.broadcast_shapes(shape, feature_shape) == feature_shape
+  except ValueError:
+    ok = False
+  if not ok:
+    raise ValueError(
+        f"{name} of shape {shape} does not broadcast against the per-step current shape "
+        f"{feature_shape} (expected {also}[N] = [{feature_shape[-1]}], or a shape "
+        "broadcastable to [..., N])")
+
+
 def _validate(currents, tau, recurrent_kernel, bias, gradient):
   if gradient not in GRADIENTS:
     raise ValueError(
@@ -268,28 +282,10 @@ def _validate(currents, tau, recurrent_kernel, bias, gradient):
         f"got shape {getattr(currents, 'shape', None)}")
   if not jnp.issubdtype(currents.dtype, jnp.floating):
     raise TypeError(f"lif expects floating-point currents, got dtype {currents.dtype}")
-  feature_shape = currents.shape[1:]
-  tau_shape = jnp.shape(tau)
-  try:
-    bshape = jnp.broadcast_shapes(tau_shape, feature_shape)
-  except ValueError:
-    bshape = None
-  if bshape != tuple(feature_shape):
-    raise ValueError(
-        f"tau of shape {tau_shape} does not broadcast against the per-step current shape "
-        f"{tuple(feature_shape)} (expected a scalar, [N] = [{feature_shape[-1]}], or a "
-        "shape broadcastable to [..., N])")
+  feature_shape = tuple(currents.shape[1:])
+  _check_broadcasts("tau", tau, feature_shape, "a scalar, ")
   if bias is not None:
-    bias_shape = jnp.shape(bias)
-    try:
-      bshape = jnp.broadcast_shapes(bias_shape, feature_shape)
-    except ValueError:
-      bshape = None
-    if bshape != tuple(feature_shape):
-      raise ValueError(
-          f"bias of shape {bias_shape} does not broadcast against the per-step current "
-          f"shape {tuple(feature_shape)} (expected [N] = [{feature_shape[-1]}] or a shape "
-          "broadcastable to [..., N])")
+    _check_broadcasts("bias", bias, feature_shape, "")
   if recurrent_kernel is not None:
     n = feature_shape[-1]
     rshape = jnp.shape(recurrent_kernel)
