@@ -11,6 +11,7 @@ from bpsr_jax import checkpoint
 from bpsr_jax import constraints
 from bpsr_jax import data
 from bpsr_jax import encode
+from bpsr_jax import errors
 from bpsr_jax import layers
 from bpsr_jax import losses
 from bpsr_jax import metrics
