@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from bpsr_jax import data
 from bpsr_jax.data import common
+from bpsr_jax.errors import DataError
 
 
 def _toy(n=10, kind="spikes"):
@@ -125,3 +126,26 @@ def test_as_grain_batches():
 def test_require_dir_message(tmp_path):
   with pytest.raises(FileNotFoundError, match="nowhere.*expected a directory with X files"):
     common.require_dir(tmp_path / "nowhere", "Toy", "X files")
+
+
+# --------------------------------------------------------------------------------------
+# Labels checked at the data boundary (issue 14).
+
+
+@pytest.mark.parametrize("bad", [-1, 3, 200])
+def test_labels_outside_the_classes_are_data_errors(bad):
+  y = (np.arange(10) % 3).astype(np.int32)
+  y[4] = bad
+  with pytest.raises(DataError, match=rf"label {bad} of sample 4 is outside \[0, 3\)"):
+    data.Dataset(x=np.zeros((10, 2), np.float32), y=y, num_classes=3,
+                 class_names=("a", "b", "c"), kind="analog")
+  with pytest.raises(DataError, match="labels must be integers"):
+    data.Dataset(x=np.zeros((10, 2), np.float32), y=y.astype(np.float32), num_classes=3,
+                 class_names=("a", "b", "c"), kind="analog")
+
+
+def test_fit_normalizer_rejects_overflowing_features():
+  x = np.ones((4, 3))
+  x[1, 2] = 1e308  # finite, but its variance overflows
+  with pytest.raises(DataError, match="feature 2 has non-finite or overflowing values"):
+    data.fit_normalizer(x)

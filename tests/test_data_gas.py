@@ -8,6 +8,7 @@ import pytest
 from bpsr_jax import data
 from bpsr_jax import encode
 from bpsr_jax.data import gas
+from bpsr_jax.errors import DataError
 
 BATCH_COUNTS = {1: 445, 2: 1244, 3: 1586, 4: 161, 5: 197, 6: 2300, 8: 294, 9: 470}
 
@@ -135,3 +136,39 @@ def test_open_sampling_errors(tmp_path, open_dir):
   shutil.copy(src, folder / src.name)
   train, _ = data.load_gas_open_sampling(tmp_path / "other")
   assert len(train) == 1
+
+
+# --------------------------------------------------------------------------------------
+# Corrupt values and feature indices (issue 14), on corrupted copies of batch4.dat.
+
+
+@pytest.mark.parametrize("token, new", [
+    ("5:", "5:inf"),      # read as 0 for every sample before
+    ("5:", "5:1e308"),    # NaN for every training sample before (overflowing variance)
+    ("5:", "5:nan"),
+    ("1:", "-3:"),        # wrote into column 125 before
+    ("1:", "129:"),
+    ("1:", "0:"),
+    ("2:", "1:"),         # feature 1 twice (and feature 2 missing)
+])
+def test_drift_bad_values_and_indices_are_data_errors(tmp_path, drift_dir, token, new):
+  lines = (drift_dir / "batch4.dat").read_text().splitlines()
+  head, *pairs = lines[2].split()
+  pairs = [(new + p.split(":")[1] if new.endswith(":") else new) if p.startswith(token) else p
+           for p in pairs]
+  lines[2] = " ".join([head] + pairs)
+  (tmp_path / "batch4.dat").write_text("\n".join(lines) + "\n")
+  with pytest.raises(DataError, match=r"batch4.dat:3: bad feature '[-\w.:]+': expected a "
+                                      r"feature index in 1..128, each once, with a finite"):
+    data.load_gas_drift(tmp_path)
+
+
+def test_open_sampling_non_finite_value_is_a_data_error(tmp_path, open_dir):
+  src = next(p for p in open_dir.rglob("*") if p.is_file())
+  lines = src.read_text().splitlines()
+  cols = lines[5].split("\t")
+  cols[20] = "inf"
+  lines[5] = "\t".join(cols)
+  (tmp_path / src.name).write_text("\n".join(lines) + "\n")
+  with pytest.raises(DataError, match=r"row 6, column 21 is inf; expected finite values"):
+    gas.read_open_sampling_recording(tmp_path / src.name)

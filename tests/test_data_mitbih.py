@@ -9,6 +9,8 @@ import pytest
 from bpsr_jax import data
 from bpsr_jax import encode
 from bpsr_jax.data import mitbih
+from bpsr_jax.errors import ConfigError
+from bpsr_jax.errors import DataError
 
 wfdb = pytest.importorskip("wfdb")
 
@@ -168,3 +170,80 @@ def test_download_route_uses_wfdb(tmp_path, monkeypatch, mitdb):
       "100", "101"}
   data.load_mitbih(tmp_path / "dl", records=("100",), download=True)
   assert len(calls) == 1  # present records are not downloaded again
+
+
+# --------------------------------------------------------------------------------------
+# Corrupt annotations and settings that empty every input (issue 14).
+
+
+@pytest.fixture()
+def record_100(tmp_path, mitdb):
+  """A copy of record 100 whose .atr the tests damage."""
+  for ext in ("hea", "dat", "atr"):
+    shutil.copy(mitdb / f"100.{ext}", tmp_path / f"100.{ext}")
+  return tmp_path
+
+
+def _load_100(directory):
+  return data.load_mitbih(directory, records=("100",))
+
+
+def test_truncated_annotations_are_a_data_error(record_100, mitdb):
+  raw = (mitdb / "100.atr").read_bytes()
+  atr = record_100 / "100.atr"
+  for cut in (2000, 2001):  # wfdb reads the even cut silently, the odd one raises
+    atr.write_bytes(raw[:cut])
+    with pytest.raises(DataError, match=r"100.atr \(\d+ bytes\) does not end with the WFDB "
+                                        r"end-of-file marker.*truncated"):
+      _load_100(record_100)
+  # Cut, then given a proper end marker: wfdb reads about 1000 of the 2274 annotations.
+  atr.write_bytes(raw[:2000] + b"\0\0")
+  assert 900 < len(wfdb.rdann(str(record_100 / "100"), "atr").sample) < 1100
+  with pytest.raises(DataError, match=r"100.atr: \d+ beat annotations leave samples "
+                                      r"\d+..650000 .* without a beat"):
+    _load_100(record_100)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_annotation_file_is_a_data_error(record_100, mitdb, seed):
+  size = (mitdb / "100.atr").stat().st_size
+  noise = np.random.default_rng(seed).integers(0, 256, size - 2, dtype=np.uint8).tobytes()
+  (record_100 / "100.atr").write_bytes(noise + b"\0\0")  # passes the end-marker check
+  with pytest.raises(DataError, match=r"MIT-BIH: .*100.atr"):
+    _load_100(record_100)
+
+
+def test_annotations_past_the_signal_are_a_data_error(record_100, mitdb):
+  """The header says 400,000 samples; the beats run to 650,000."""
+  hea = record_100 / "100.hea"
+  hea.write_text(hea.read_text().replace("650000", "400000", 1))
+  with pytest.raises(DataError, match=r"100.atr: annotation sample indices span 18..649991, "
+                                      r"outside the record's 400000 samples"):
+    _load_100(record_100)
+
+
+def test_real_annotations_pass_the_checks(mitdb, annotations):
+  for r in ("100", "207", "232"):  # 207: flutter; 232: mitdb's longest pauses (5.9 s)
+    sym, smp = mitbih.read_annotations(mitdb, r, SIG_LEN, 360)
+    np.testing.assert_array_equal(smp, annotations[r][1])
+    assert sym.tolist() == annotations[r][0].tolist()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(window_s=(0.0, 0.0)), r"window_s=\(0.0, 0.0\) \(--window_before, --window_after\) "
+                                "is shorter than 2 samples"),
+    (dict(window_s=(-0.1, 0.5)), r"window_s=.* must be finite and >= 0"),
+    (dict(delta=0.0), r"delta \(--lc_delta.*\) must be positive"),
+    (dict(delta=float("nan")), r"delta \(--lc_delta.*\) must be positive"),
+    (dict(time_steps=0), r"time_steps must be a positive integer"),
+])
+def test_settings_that_empty_every_beat_are_rejected_up_front(tmp_path, kwargs, match):
+  # Up front: no data is read (the folder is empty).
+  with pytest.raises(ConfigError, match=match):
+    data.load_mitbih(tmp_path, records=("100",), **kwargs)
+
+
+def test_no_crossing_in_any_beat_is_a_config_error(mitdb):
+  with pytest.raises(ConfigError, match=r"delta=1000.0 mV \(--lc_delta\).*no level crossing "
+                                        r"in any of the \d+ beats"):
+    data.load_mitbih(mitdb, records=("100",), delta=1000.0)

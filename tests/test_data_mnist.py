@@ -11,6 +11,7 @@ import pytest
 
 from bpsr_jax import data
 from bpsr_jax.data import mnist_loader
+from bpsr_jax.errors import DataError
 
 # The canonical label histograms of MNIST (train 60,000, test 10,000).
 TRAIN_HIST = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -129,3 +130,19 @@ def test_tfds_route_with_mock_data(tmp_path):
   with tfds.testing.mock_data(num_examples=12):
     small, _ = data.load_mnist(source="tfds", limit=5)
   assert len(small) == 5
+
+
+# --------------------------------------------------------------------------------------
+# Labels outside the classes (issue 14), on a corrupted copy of the real files.
+
+
+def test_label_outside_0_9_is_a_data_error(tmp_path, shared_data):
+  for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+    shutil.copy(shared_data / "mnist" / f"{name}.gz", tmp_path / f"{name}.gz")
+  with gzip.open(shared_data / "mnist" / "t10k-labels-idx1-ubyte.gz", "rb") as f:
+    raw = bytearray(f.read())
+  raw[8 + 7] = 200  # label of test image 7 (after the 8-byte header)
+  (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes(raw))
+  with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: label 200 of image 7 is "
+                                      r"outside 0..9"):
+    data.load_mnist(tmp_path)

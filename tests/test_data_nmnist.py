@@ -9,6 +9,8 @@ import pytest
 from bpsr_jax import data
 from bpsr_jax import encode
 from bpsr_jax.data import nmnist
+from bpsr_jax.errors import ConfigError
+from bpsr_jax.errors import DataError
 
 pytest.importorskip("tonic")
 
@@ -150,3 +152,32 @@ def test_errors(tmp_path, nmnist_dir):
   bad.write_bytes((nmnist_dir / "Test" / "1" / "00100.bin").read_bytes()[:-2])
   with pytest.raises(ValueError, match=r"bad.bin.*not a multiple of 5.*truncated"):
     nmnist.read_nmnist_events(bad)
+
+
+# --------------------------------------------------------------------------------------
+# Empty recordings and settings that empty every input (issue 14).
+
+
+def test_empty_bin_is_a_data_error(tmp_path, shared_data):
+  root = _write_layout(tmp_path)
+  (root / "Train" / "3" / "00300.bin").write_bytes(b"")
+  with pytest.raises(DataError, match=r"00300.bin: empty file \(0 events\)"):
+    data.load_nmnist(root, time_steps=4)
+
+
+@pytest.mark.parametrize("duration_us", [-5, 0, 1, float("nan")])
+def test_duration_shorter_than_the_bins_is_rejected_up_front(tmp_path, duration_us):
+  with pytest.raises(ConfigError, match=r"duration_us=.* \(--duration_us\) must be at least "
+                                        r"time_steps=4 microseconds"):
+    data.load_nmnist(tmp_path / "absent", time_steps=4, duration_us=duration_us)
+
+
+def test_no_event_in_the_framed_span_is_a_config_error(tmp_path, shared_data):
+  """T=1, duration 1 us passes the up-front check; the real sample starts at 654 us."""
+  root = tmp_path / "nm"
+  for split in ("Train", "Test"):
+    (root / split / "0").mkdir(parents=True)
+    shutil.copy(shared_data / "nmnist" / "sample_nmnist.bin", root / split / "0" / "1.bin")
+  with pytest.raises(ConfigError, match=r"every one of the 1 train recordings is empty after "
+                                        r"framing with duration_us=1"):
+    data.load_nmnist(root, time_steps=1, duration_us=1)

@@ -15,6 +15,7 @@ import numpy as np
 
 from bpsr_jax.data import common
 from bpsr_jax.data import tfds_source
+from bpsr_jax.errors import DataError
 
 __all__ = ["load_cifar10", "read_cifar10_bin", "CLASS_NAMES"]
 
@@ -36,13 +37,13 @@ def read_cifar10_bin(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
   path = pathlib.Path(path)
   raw = np.fromfile(path, np.uint8)
   if raw.size == 0 or raw.size % RECORD_BYTES:
-    raise ValueError(
+    raise DataError(
         f"{path}: {raw.size} bytes is not a positive multiple of {RECORD_BYTES} (1 label byte + "
         "3072 pixel bytes per image); the file is truncated or not a CIFAR-10 binary batch")
   records = raw.reshape(-1, RECORD_BYTES)
   labels = records[:, 0].astype(np.int32)
   if labels.max() > 9:
-    raise ValueError(f"{path}: label byte {labels.max()} out of range 0..9; not a CIFAR-10 batch "
+    raise DataError(f"{path}: label byte {labels.max()} out of range 0..9; not a CIFAR-10 batch "
                      "(CIFAR-100's binary format has 2 label bytes)")
   images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
   return np.ascontiguousarray(images), labels

@@ -12,6 +12,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from bpsr_jax.errors import DataError
+
 __all__ = [
     "Dataset",
     "batch_indices",
@@ -39,7 +41,8 @@ class Dataset:
       `kind="spikes"`: pre-encoded spike trains `[N, T, ...]`, uint8 in {0, 1}
       (N-MNIST `[N, T, 34, 34, 2]` channels-last, MIT-BIH `[N, T, 4]`); batches go
       time-major with `to_time_major`.
-    y: int32 labels `[N]` in `[0, num_classes)`.
+    y: int32 labels `[N]` in `[0, num_classes)` (checked: a label outside is a
+      `DataError`, so the loss can assume valid labels).
     num_classes: number of classes.
     class_names: `num_classes` names, `class_names[y]`.
     kind: `"analog"` or `"spikes"`.
@@ -62,6 +65,17 @@ class Dataset:
     if len(self.class_names) != self.num_classes:
       raise ValueError(
           f"Dataset: {len(self.class_names)} class names for {self.num_classes} classes")
+    y = np.asarray(self.y)
+    if len(y):
+      if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"Dataset: labels must be integers, got dtype {y.dtype}")
+      bad = (y < 0) | (y >= self.num_classes)
+      if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"Dataset: label {y[i]} of sample {i} is outside [0, {self.num_classes}) "
+            f"({int(bad.sum())} such labels); the labels do not match the classes "
+            f"{tuple(self.class_names)[:10]} (corrupt label file?)")
     for k, v in self.meta.items():
       if len(v) != len(self.y):
         raise ValueError(f"Dataset.meta[{k!r}] has {len(v)} rows, expected {len(self.y)}")
@@ -240,6 +254,11 @@ def fit_normalizer(
   x = np.asarray(x_train, np.float64)
   if x.ndim != 2 or len(x) == 0:
     raise ValueError(f"fit_normalizer expects non-empty features [N, F], got shape {x.shape}")
+  with np.errstate(over="ignore", invalid="ignore"):
+    bad = ~np.isfinite(x.std(0) if method == "zscore" else x.max(0) - x.min(0))
+  if bad.any():
+    raise DataError(f"fit_normalizer: feature {int(np.flatnonzero(bad)[0])} has non-finite or "
+                    "overflowing values in the training set")
   if method == "zscore":
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 0, std, 1.0)

@@ -27,6 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from bpsr_jax.data import common
+from bpsr_jax.errors import ConfigError
+from bpsr_jax.errors import DataError
 
 __all__ = ["load_gas_drift", "read_gas_drift_batch", "load_gas_open_sampling",
            "read_open_sampling_recording", "parse_open_sampling_name", "DRIFT_CLASSES",
@@ -37,6 +39,9 @@ DRIFT_CLASSES = ("Ethanol", "Ethylene", "Ammonia", "Acetaldehyde", "Acetone", "T
 DRIFT_BATCH_SIZES = {1: 445, 2: 1244, 3: 1586, 4: 161, 5: 197, 6: 2300, 7: 3613, 8: 294,
                      9: 470, 10: 3600}
 DRIFT_FEATURES = 128
+# Largest feature magnitude accepted: float32's range (the features end up float32; the
+# real files' largest is 6.7e5, and 1e308 would overflow the normalizer's variance).
+_MAX_ABS = float(np.finfo(np.float32).max)
 _DRIFT_LAYOUT = ("the UCI Gas Sensor Array Drift files batch1.dat .. batch10.dat, one sample "
                  "per line '<class 1-6>;<concentration> 1:<v1> ... 128:<v128>'")
 
@@ -81,11 +86,12 @@ def read_gas_drift_batch(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarr
   concentration float64 [n])`.
 
   Raises:
-    ValueError: a malformed line (names the file and line number), e.g. a truncated
-      file whose last line lacks features.
+    DataError: a malformed line (names the file and line number), e.g. a truncated
+      file whose last line lacks features, a feature index outside 1..128 or repeated,
+      or a value that is not finite (`5:inf`, or `5:1e308`, which overflows float32).
   """
   path = pathlib.Path(path)
-  feats, labels, conc = [], [], []
+  feats, labels, concs = [], [], []
   with open(path, "r", encoding="ascii") as f:
     for lineno, line in enumerate(f, 1):
       line = line.strip()
@@ -97,20 +103,30 @@ def read_gas_drift_batch(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarr
         row = np.full(DRIFT_FEATURES, np.nan)
         for p in pairs:
           k, v = p.split(":")
-          row[int(k) - 1] = float(v)
+          k, v = int(k), float(v)
+          if not 1 <= k <= DRIFT_FEATURES or not np.isnan(row[k - 1]) or not abs(v) <= _MAX_ABS:
+            raise DataError(
+                f"{path}:{lineno}: bad feature {p!r}: expected a feature index in 1.."
+                f"{DRIFT_FEATURES}, each once, with a finite value within float32's range "
+                f"(corrupt file?); expected {_DRIFT_LAYOUT}")
+          row[k - 1] = v
         cls = int(float(cls))
+        conc = float(c)
       except (ValueError, IndexError) as e:
-        raise ValueError(f"{path}:{lineno}: cannot parse line ({e}; truncated or corrupt file?); "
-                         f"expected {_DRIFT_LAYOUT}") from e
-      if not 1 <= cls <= 6 or np.isnan(row).any():
-        raise ValueError(f"{path}:{lineno}: expected class 1..6 and features 1..128, got class "
-                         f"{cls} and {int((~np.isnan(row)).sum())} features (truncated file?)")
+        if isinstance(e, DataError):
+          raise
+        raise DataError(f"{path}:{lineno}: cannot parse line ({e}; truncated or corrupt file?); "
+                        f"expected {_DRIFT_LAYOUT}") from e
+      if not 1 <= cls <= 6 or np.isnan(row).any() or not np.isfinite(conc):
+        raise DataError(f"{path}:{lineno}: expected class 1..6, features 1..128 and a finite "
+                        f"concentration, got class {cls}, {int((~np.isnan(row)).sum())} "
+                        f"features and concentration {conc} (truncated file?)")
       feats.append(row)
       labels.append(cls - 1)
-      conc.append(float(c))
+      concs.append(conc)
   if not feats:
-    raise ValueError(f"{path}: no samples; expected {_DRIFT_LAYOUT}")
-  return np.stack(feats), np.asarray(labels, np.int32), np.asarray(conc)
+    raise DataError(f"{path}: no samples; expected {_DRIFT_LAYOUT}")
+  return np.stack(feats), np.asarray(labels, np.int32), np.asarray(concs)
 
 
 def load_gas_drift(
@@ -217,10 +233,14 @@ def read_open_sampling_recording(path: str | pathlib.Path) -> tuple[np.ndarray, 
   try:
     table = np.loadtxt(path, delimiter="\t", usecols=range(_OPEN_COLUMNS), ndmin=2)
   except (ValueError, IndexError) as e:
-    raise ValueError(f"{path}: cannot parse as {_OPEN_COLUMNS} tab-separated columns ({e}); "
+    raise DataError(f"{path}: cannot parse as {_OPEN_COLUMNS} tab-separated columns ({e}); "
                      f"expected {_OPEN_LAYOUT}") from e
   if len(table) == 0:
-    raise ValueError(f"{path}: empty recording; expected {_OPEN_LAYOUT}")
+    raise DataError(f"{path}: empty recording; expected {_OPEN_LAYOUT}")
+  if not np.isfinite(table).all():
+    row, col = np.argwhere(~np.isfinite(table))[0]
+    raise DataError(f"{path}: row {row + 1}, column {col + 1} is {table[row, col]}; expected "
+                    f"finite values ({_OPEN_LAYOUT})")
   boards = table[:, 11:].reshape(len(table), 9, 9)
   return table[:, 0] / 1000.0, boards[:, :, 1:].reshape(len(table), OPEN_SAMPLING_CHANNELS)
 

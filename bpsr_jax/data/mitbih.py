@@ -44,8 +44,10 @@ import numpy as np
 
 from bpsr_jax import encode
 from bpsr_jax.data import common
+from bpsr_jax.errors import ConfigError
+from bpsr_jax.errors import DataError
 
-__all__ = ["load_mitbih", "read_record_beats", "class_mapping", "RECORDS", "DS1", "DS2",
+__all__ = ["load_mitbih", "read_record_beats", "read_annotations", "class_mapping", "RECORDS", "DS1", "DS2",
            "PACED_RECORDS", "AAMI_CLASSES", "CLASSES_18"]
 
 RECORDS = (
@@ -72,7 +74,7 @@ def class_mapping(
   """`(class_names, {annotation symbol: class index})` for 5, 18 or a custom mapping.
 
   Raises:
-    ValueError: an unknown class set, or a symbol mapped to two classes.
+    ConfigError: an unknown class set, or a symbol mapped to two classes.
   """
   if isinstance(classes, Mapping):
     groups = {str(k): tuple(v) for k, v in classes.items()}
@@ -81,17 +83,17 @@ def class_mapping(
   elif classes == 18:
     groups = {s: (s,) for s in CLASSES_18}
   else:
-    raise ValueError(
+    raise ConfigError(
         f"MIT-BIH: unknown class mapping {classes!r}; use classes=5 (AAMI: "
         f"{AAMI_CLASSES}), classes=18 ({''.join(CLASSES_18)}) or a dict "
         "{class_name: annotation symbols}")
   sym_to_class = {}
   for i, (name, symbols) in enumerate(groups.items()):
     if not symbols:
-      raise ValueError(f"MIT-BIH: class {name!r} has no annotation symbols")
+      raise ConfigError(f"MIT-BIH: class {name!r} has no annotation symbols")
     for s in symbols:
       if s in sym_to_class:
-        raise ValueError(f"MIT-BIH: annotation symbol {s!r} is mapped to two classes")
+        raise ConfigError(f"MIT-BIH: annotation symbol {s!r} is mapped to two classes")
       sym_to_class[s] = i
   return tuple(groups), sym_to_class
 
@@ -108,11 +110,74 @@ def _check_record_files(directory: pathlib.Path, record: str):
     expected = (header.sig_len * header.n_sig * 3 + 1) // 2
     size = (directory / f"{record}.dat").stat().st_size
     if size < expected:
-      raise ValueError(
+      raise DataError(
           f"MIT-BIH: {directory / f'{record}.dat'} has {size} bytes, expected {expected} "
           f"({header.sig_len} samples x {header.n_sig} leads in format 212); the file is "
           "truncated, re-download it")
   return header
+
+
+# Longest stretch without a beat annotation accepted in a record (and at its start and
+# end): mitdb's longest is 5.9 s (record 232's sinus pauses); a truncated .atr leaves the
+# rest of the record without beats.
+_MAX_BEAT_GAP_S = 10.0
+
+
+def read_annotations(directory: str | pathlib.Path, record: str,
+                     sig_len: int, fs: float) -> tuple[np.ndarray, np.ndarray]:
+  """Reads and checks a record's `.atr` against its signal: `(symbol [n], sample [n])`.
+
+  Checks: the file ends with WFDB's end-of-file marker (two zero bytes), wfdb parses
+  it, every annotation code is a known one, sample indices are non-decreasing and
+  inside the `sig_len` samples of the signal, and no stretch of the record (its start
+  and end included) longer than 10 s has no beat annotation (mitdb's longest is
+  5.9 s).
+
+  Raises:
+    DataError: naming the file and what is wrong (truncated, corrupt, or another
+      record's annotations).
+  """
+  import wfdb  # pylint: disable=g-import-not-at-top
+
+  directory = pathlib.Path(directory)
+  path = directory / f"{record}.atr"
+  hint = "the annotation file is truncated or corrupt; re-download it"
+  raw = path.read_bytes()
+  if len(raw) < 2 or len(raw) % 2 or raw[-2:] != b"\0\0":
+    raise DataError(f"MIT-BIH: {path} ({len(raw)} bytes) does not end with the WFDB "
+                    f"end-of-file marker (two zero bytes): {hint}")
+  try:
+    ann = wfdb.rdann(str(directory / record), "atr")
+  except Exception as e:  # pylint: disable=broad-except  # wfdb raises many types
+    raise DataError(f"MIT-BIH: {path}: wfdb cannot parse it ({type(e).__name__}: {e}); "
+                    f"{hint}") from e
+  sym = np.asarray([s if isinstance(s, str) else "" for s in ann.symbol])
+  samples = np.asarray(ann.sample, np.int64)
+  if len(samples) == 0:
+    raise DataError(f"MIT-BIH: {path} holds no annotations: {hint}")
+  if (sym == "").any():
+    i = int(np.flatnonzero(sym == "")[0])
+    raise DataError(f"MIT-BIH: {path}: annotation {i} (of {len(sym)}) has a code unknown to "
+                    f"WFDB: {hint}")
+  if (np.diff(samples) < 0).any():
+    i = int(np.flatnonzero(np.diff(samples) < 0)[0]) + 1
+    raise DataError(f"MIT-BIH: {path}: annotation {i} is at sample {samples[i]}, before the "
+                    f"previous one ({samples[i - 1]}); sample indices must not decrease: "
+                    f"{hint}")
+  if samples[0] < 0 or samples[-1] >= sig_len:
+    raise DataError(f"MIT-BIH: {path}: annotation sample indices span {samples[0]}.."
+                    f"{samples[-1]}, outside the record's {sig_len} samples: {hint}, or it "
+                    "belongs to another record")
+  beats = samples[np.isin(sym, CLASSES_18)]
+  edges = np.concatenate([[0], beats, [sig_len]])
+  gaps = np.diff(edges)
+  i = int(np.argmax(gaps))
+  if gaps[i] > _MAX_BEAT_GAP_S * fs:
+    raise DataError(
+        f"MIT-BIH: {path}: {len(beats)} beat annotations leave samples {edges[i]}.."
+        f"{edges[i + 1]} ({gaps[i] / fs:.0f} s) of the {sig_len}-sample record without a "
+        f"beat (mitdb's longest pause is 5.9 s): {hint}")
+  return sym, samples
 
 
 def read_record_beats(
@@ -140,9 +205,7 @@ def read_record_beats(
   directory = pathlib.Path(data_dir)
   header = _check_record_files(directory, record)
   before, after = int(round(window_s[0] * header.fs)), int(round(window_s[1] * header.fs))
-  ann = wfdb.rdann(str(directory / record), "atr")
-  sym = np.asarray(ann.symbol)
-  samples = np.asarray(ann.sample, np.int64)
+  sym, samples = read_annotations(directory, record, header.sig_len, header.fs)
   keep = (np.isin(sym, list(symbols)) & (samples - before >= 0)
           & (samples + after <= header.sig_len))
   sym, samples = sym[keep], samples[keep]
@@ -154,6 +217,28 @@ def read_record_beats(
     sig, leads = sig[:, order], [leads[i] for i in order]
   idx = samples[:, None] + np.arange(-before, after)[None, :]
   return {"signal": sig[idx], "symbol": sym, "sample": samples, "leads": np.asarray(leads)}
+
+
+def _check_input_settings(time_steps, delta, window_s):
+  """Rejects settings that would make every beat's spike train empty (ConfigError)."""
+  if not (isinstance(time_steps, (int, np.integer)) and time_steps > 0):
+    raise ConfigError(f"MIT-BIH: time_steps must be a positive integer, got {time_steps!r}")
+  d = np.asarray(delta, np.float64)
+  if d.size == 0 or not np.all(np.isfinite(d) & (d > 0)):
+    raise ConfigError(f"MIT-BIH: delta (--lc_delta, the level spacing in mV) must be positive "
+                      f"and finite, got {delta!r}")
+  try:
+    before, after = (float(w) for w in window_s)
+  except (TypeError, ValueError):
+    raise ConfigError(f"MIT-BIH: window_s must be (seconds before, seconds after) the R "
+                      f"peak, got {window_s!r}") from None
+  if not (before >= 0 and after >= 0 and np.isfinite(before + after)):
+    raise ConfigError(f"MIT-BIH: window_s={tuple(window_s)} (--window_before, --window_after) "
+                      "must be finite and >= 0")
+  if int(round(before * FS)) + int(round(after * FS)) < 2:
+    raise ConfigError(
+        f"MIT-BIH: window_s={tuple(window_s)} (--window_before, --window_after) is shorter "
+        f"than 2 samples at {FS} Hz: every beat window would be empty of level crossings")
 
 
 def _ensure_files(data_dir, records, download: bool) -> pathlib.Path:
@@ -212,20 +297,25 @@ def load_mitbih(
 
   Raises:
     FileNotFoundError: a missing directory or record file.
-    ValueError: a truncated `.dat`, an unknown class mapping, split or record.
+    DataError: a truncated `.dat`, or an `.atr` inconsistent with its signal
+      (`read_annotations`).
+    ConfigError: an unknown class mapping, split or record, or settings that leave every
+      beat without spikes (`delta <= 0`, a window under 2 samples, or no crossing in any
+      beat).
   """
+  _check_input_settings(time_steps, delta, window_s)
   class_names, sym_to_class = class_mapping(classes)
   if split == "random":
     use = tuple(RECORDS if records is None else (str(r) for r in records))
     unknown = sorted(set(use) - set(RECORDS))
     if unknown:
-      raise ValueError(f"MIT-BIH: unknown records {unknown}; mitdb has {RECORDS}")
+      raise ConfigError(f"MIT-BIH: unknown records {unknown}; mitdb has {RECORDS}")
   elif split == "inter_patient":
     if records is not None:
-      raise ValueError("MIT-BIH: records= cannot be combined with split='inter_patient' (DS1/DS2)")
+      raise ConfigError("MIT-BIH: records= cannot be combined with split='inter_patient' (DS1/DS2)")
     use = DS1 + DS2
   else:
-    raise ValueError(f"MIT-BIH: split must be 'random' or 'inter_patient', got {split!r}")
+    raise ConfigError(f"MIT-BIH: split must be 'random' or 'inter_patient', got {split!r}")
   directory = _ensure_files(data_dir, use, download)
 
   spikes, labels, rec_ids, samples, syms = [], [], [], [], []
@@ -237,6 +327,11 @@ def load_mitbih(
     rec_ids.append(np.full(len(s), r))
     samples.append(beats["sample"])
     syms.append(beats["symbol"])
+  if not any(x.any() for x in spikes):
+    raise ConfigError(
+        f"MIT-BIH: delta={delta} mV (--lc_delta) and window_s={tuple(window_s)} (--window_before"
+        f", --window_after) give no level crossing in any of the {sum(map(len, spikes))} "
+        "beats; use a smaller delta or a wider window")
   full = common.Dataset(
       x=np.concatenate(spikes), y=np.concatenate(labels), num_classes=len(class_names),
       class_names=class_names, kind="spikes",

@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 
 from bpsr_jax.data import common
+from bpsr_jax.errors import DataError
 from bpsr_jax.data import tfds_source
 
 __all__ = ["load_mnist", "read_idx", "SHIPPED_DIR", "IDX_FILES"]
@@ -47,19 +48,19 @@ def read_idx(path: str | pathlib.Path) -> np.ndarray:
   except (EOFError, gzip.BadGzipFile, OSError) as e:
     if isinstance(e, FileNotFoundError):
       raise
-    raise ValueError(f"{path}: cannot read the gzipped IDX file ({e}); the file is truncated "
+    raise DataError(f"{path}: cannot read the gzipped IDX file ({e}); the file is truncated "
                      "or corrupt, re-download it") from e
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-    raise ValueError(f"{path}: not an IDX file (expected magic bytes 00 00 <type> <ndim>)")
+    raise DataError(f"{path}: not an IDX file (expected magic bytes 00 00 <type> <ndim>)")
   ndim = raw[3]
   header = 4 + 4 * ndim
   if len(raw) < header:
-    raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
+    raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
   shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
   dtype = np.dtype(_IDX_DTYPES[raw[2]])
   expected = header + int(np.prod(shape)) * dtype.itemsize
   if len(raw) != expected:
-    raise ValueError(
+    raise DataError(
         f"{path}: IDX file of shape {shape} must be {expected} bytes, got {len(raw)} "
         "(truncated or corrupt file)")
   return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
@@ -79,11 +80,15 @@ def _read_split(directory: pathlib.Path, split: str, limit: int | None):
   images_path, labels_path = _find(directory, images_stem), _find(directory, labels_stem)
   images, labels = read_idx(images_path), read_idx(labels_path)
   if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
-    raise ValueError(f"MNIST: {images_path} must hold [N, 28, 28] images and {labels_path} "
+    raise DataError(f"MNIST: {images_path} must hold [N, 28, 28] images and {labels_path} "
                      f"[N] labels, got {images.shape} and {labels.shape}")
   if len(images) != len(labels):
-    raise ValueError(f"MNIST: {len(images)} images in {images_path} but {len(labels)} labels "
+    raise DataError(f"MNIST: {len(images)} images in {images_path} but {len(labels)} labels "
                      f"in {labels_path}")
+  if labels.size and labels.max() > 9:
+    i = int(np.argmax(labels > 9))
+    raise DataError(f"MNIST: {labels_path}: label {labels[i]} of image {i} is outside 0..9 "
+                    "(corrupt label file?)")
   if limit is not None:
     images, labels = images[:limit], labels[:limit]
   return images[..., None], labels.astype(np.int32)

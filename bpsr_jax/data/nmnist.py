@@ -21,6 +21,8 @@ import numpy as np
 
 from bpsr_jax import encode
 from bpsr_jax.data import common
+from bpsr_jax.errors import ConfigError
+from bpsr_jax.errors import DataError
 
 __all__ = ["load_nmnist", "read_nmnist_events", "list_nmnist_files", "EVENT_DTYPE"]
 
@@ -39,19 +41,22 @@ def read_nmnist_events(path: str | pathlib.Path) -> np.ndarray:
     tonic structured events (`EVENT_DTYPE`), time-sorted.
 
   Raises:
-    ValueError: the file size is not a multiple of 5 bytes (truncated), or x/y fall
-      outside the 34 x 34 sensor.
+    DataError: an empty file, a size that is not a multiple of 5 bytes (truncated), or
+      x/y outside the 34 x 34 sensor.
   """
   import tonic  # pylint: disable=g-import-not-at-top
 
   path = pathlib.Path(path)
   size = path.stat().st_size
+  if size == 0:
+    raise DataError(f"{path}: empty file (0 events); an N-MNIST recording holds thousands "
+                    "of 40-bit events: the file is truncated or corrupt")
   if size % 5:
-    raise ValueError(f"{path}: {size} bytes is not a multiple of 5 (N-MNIST events are 40 bits: "
+    raise DataError(f"{path}: {size} bytes is not a multiple of 5 (N-MNIST events are 40 bits: "
                      "x, y, polarity + 23-bit timestamp); the file is truncated or corrupt")
   events = tonic.io.read_mnist_file(str(path), dtype=EVENT_DTYPE)
   if len(events) and (events["x"].max() > 33 or events["y"].max() > 33):
-    raise ValueError(f"{path}: event coordinates exceed the 34 x 34 N-MNIST sensor; not an "
+    raise DataError(f"{path}: event coordinates exceed the 34 x 34 N-MNIST sensor; not an "
                      "N-MNIST file")
   return events
 
@@ -134,6 +139,15 @@ def load_nmnist(
     `(train, test)` `Dataset`s, `kind="spikes"`, x uint8 `[N, T, 34, 34, 2]`,
     labels 0..9 from the `<digit>` folder; `meta["file"]` is the source file name.
   """
+  if not (isinstance(time_steps, (int, np.integer)) and time_steps > 0):
+    raise ConfigError(f"N-MNIST: time_steps must be a positive integer, got {time_steps!r}")
+  if duration_us is not None and not (np.isfinite(duration_us) and duration_us >= time_steps):
+    raise ConfigError(
+        f"N-MNIST: duration_us={duration_us} (--duration_us) must be at least time_steps="
+        f"{time_steps} microseconds (bins of at least the 1 us timestamp resolution; a "
+        "recording spans about 300,000 us)")
+  if denoise_us is not None and not denoise_us > 0:
+    raise ConfigError(f"N-MNIST: denoise_us must be positive, got {denoise_us!r}")
   root = _resolve_root(data_dir, download)
   if first_saccade_only and duration_us is None:
     duration_us = _FIRST_SACCADE_US
@@ -148,6 +162,11 @@ def load_nmnist(
       frames[i] = encode.frame_events(
           events, time_steps=time_steps, sensor_size=encode.NMNIST_SENSOR_SIZE,
           duration_us=duration_us, denoise_us=denoise_us, binary=binary, channels_last=True)
+    if len(files) and not frames.any():
+      raise ConfigError(
+          f"N-MNIST: every one of the {len(files)} {split} recordings is empty after framing "
+          f"with duration_us={duration_us} (--duration_us), first_saccade_only="
+          f"{first_saccade_only}, denoise_us={denoise_us}: no event falls in the framed span")
     labels = np.asarray([d for _, d in files], np.int32)
     names = np.asarray([p.name for p, _ in files])
     out.append(common.Dataset(x=frames, y=labels, num_classes=10, class_names=CLASS_NAMES,
