@@ -22,7 +22,7 @@ from bpsr_jax import rewiring
 from bpsr_jax import train
 from bpsr_jax import visualize
 from bpsr_jax.analysis import significance_profile
-from bpsr_jax.constraints import clamp, project_params
+from bpsr_jax.constraints import clamp, project_params, validate_params
 from bpsr_jax.layers import Conv, Dense, EncodingDense, Pool, Residual
 from bpsr_jax.losses import (spike_count_cross_entropy, spike_count_logits, spike_l2,
                              weight_l1)

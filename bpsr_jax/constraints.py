@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bpsr_jax.errors import ConfigError
 from bpsr_jax.rewiring import leaf_name
 
 PyTree = Any
@@ -145,3 +146,31 @@ def clamp(threshold: float = 1.0, *, tau_range: Bounds = (0.0, 1.0),
     return jax.tree.unflatten(treedef, out), state
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def validate_params(params: PyTree, *, tau_range: Bounds = (0.0, 1.0)) -> None:
+  """Raises unless every leaf is finite and every ``tau`` lies in ``tau_range``.
+
+  A host-side check (it copies the params to the host once): call it where the params
+  are concrete, e.g. after initializing or loading them, not inside the jitted step.
+  :func:`bpsr_jax.lif` checks a concrete tau itself; a traced one is only checked here.
+
+  Raises:
+    ConfigError: naming the first bad leaf (``r0/tau``), its bad value and how many.
+  """
+  lo, hi = tau_range
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                    for k in path)
+    v = np.asarray(leaf)
+    if not np.issubdtype(v.dtype, np.floating):
+      continue
+    bad = ~np.isfinite(v)
+    if leaf_name(path) == "tau":
+      bad |= ~((v >= lo) & (v <= hi))
+      what = f"finite and in [{lo}, {hi}]"
+    else:
+      what = "finite"
+    if bad.any():
+      raise ConfigError(f"param {name} must be {what}, got {v[bad].flat[0]} "
+                        f"({int(bad.sum())} of {v.size} values)")

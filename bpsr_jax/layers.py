@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from bpsr_jax import neuron
+from bpsr_jax.errors import ConfigError
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -178,6 +179,13 @@ class _LIFConfig(nn.Module):
   param_dtype: Any = jnp.float32
   spike_input: bool = False
 
+  def _tau_initializer(self) -> Initializer:
+    t = self.tau_init
+    if isinstance(t, (int, float)) and not 0.0 <= t <= 1.0:  # NaN fails too
+      raise ConfigError(f"layer {self.name}: tau_init={t} must lie in [0, 1] (tau is the "
+                        "leak factor)")
+    return nn.initializers.constant(t)
+
   def _lif(self, currents, tau, recurrent_kernel=None, bias=None):
     return neuron.lif(
         currents, tau, threshold=self.threshold, alpha=self.alpha,
@@ -230,7 +238,7 @@ class Dense(_LIFConfig):
     kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
                         self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-    tau = self.param("tau", nn.initializers.constant(self.tau_init), (self.features,),
+    tau = self.param("tau", self._tau_initializer(), (self.features,),
                      self.param_dtype)
     rec = None
     if self.recurrent:
@@ -289,7 +297,7 @@ class Conv(_LIFConfig):
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features),
                         self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-    tau = self.param("tau", nn.initializers.constant(self.tau_init), (),
+    tau = self.param("tau", self._tau_initializer(), (),
                      self.param_dtype)
     s = (self.strides, self.strides)
     if self.spike_input and not self.encoding:
@@ -319,6 +327,13 @@ class Pool(nn.Module):
   kind: str = "max"
 
   def __call__(self, x: Array) -> Array:
+    if x.ndim < 3 or self.size > min(x.shape[-3], x.shape[-2]):
+      name = self.name or "Pool"
+      got = (f"{x.shape[-3]}x{x.shape[-2]} input" if x.ndim >= 3
+             else f"input of shape {tuple(x.shape)}")
+      raise ConfigError(f"pooling layer {name} ({self.kind} {self.size}x{self.size}) does not "
+                        f"fit its {got} ([T, batch, H, W, C]): the output would be empty; "
+                        "use a smaller window")
     lead = x.shape[:-3]
     y = x.reshape((-1,) + x.shape[-3:])
     win = (self.size, self.size)

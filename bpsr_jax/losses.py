@@ -47,17 +47,24 @@ def spike_count_cross_entropy(output_spikes: Array, labels: Array,
 
   Args:
     output_spikes: ``[T, batch, classes]`` output-layer spikes.
-    labels: ``[batch]`` integer class labels.
+    labels: ``[batch]`` integer class labels in ``[0, classes)``.
     k: scale of the spike counts; default ``DEFAULT_COUNT_SCALE / T`` (``k * T = 10``).
 
   Returns:
-    ``[batch]`` per-example losses (take the mean for a batch loss).
+    ``[batch]`` per-example losses (take the mean for a batch loss); NaN for an example
+    whose label is outside ``[0, classes)`` (checked inside ``jit`` without a host sync;
+    the data loaders reject such labels up front).
   """
   logits = spike_count_logits(output_spikes, k)
   if labels.shape != logits.shape[:1]:
     raise ValueError(f"labels of shape {labels.shape} do not match the batch of the "
                      f"output spikes {output_spikes.shape} (expected [{logits.shape[0]}])")
-  return optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+  loss = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+  # A label outside [0, classes) gives NaN (optax would wrap -1 to the last class), so a
+  # bad label stops training at the non-finite-loss check instead of training silently;
+  # the loaders reject such labels before (bpsr_jax.data.Dataset).
+  valid = (labels >= 0) & (labels < logits.shape[-1])
+  return jnp.where(valid, loss, jnp.nan)
 
 
 def spike_l2(spikes: Union[Array, Sequence[Array]]) -> Array:

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from bpsr_jax import layers as L
 from bpsr_jax import neuron
+from bpsr_jax.errors import ConfigError
 
 Array = jax.Array
 
@@ -82,19 +83,19 @@ def _split_top(spec: str) -> List[str]:
     if ch == "[":
       depth += 1
       if depth > 1:
-        raise ValueError(f"malformed model spec {spec!r}: nested residual blocks; "
+        raise ConfigError(f"malformed model spec {spec!r}: nested residual blocks; "
                          + _GRAMMAR)
     elif ch == "]":
       depth -= 1
       if depth < 0:
-        raise ValueError(f"malformed model spec {spec!r}: unbalanced ']'; " + _GRAMMAR)
+        raise ConfigError(f"malformed model spec {spec!r}: unbalanced ']'; " + _GRAMMAR)
     if ch == "-" and depth == 0:
       tokens.append(cur)
       cur = ""
     else:
       cur += ch
   if depth != 0:
-    raise ValueError(f"malformed model spec {spec!r}: unbalanced '['; " + _GRAMMAR)
+    raise ConfigError(f"malformed model spec {spec!r}: unbalanced '['; " + _GRAMMAR)
   tokens.append(cur)
   return tokens
 
@@ -102,7 +103,7 @@ def _split_top(spec: str) -> List[str]:
 def _parse_layer(token: str, spec: str) -> LayerSpec:
   m = _LAYER_RE.match(token)
   if not m:
-    raise ValueError(f"malformed model spec {spec!r}: bad token {token!r}; " + _GRAMMAR)
+    raise ConfigError(f"malformed model spec {spec!r}: bad token {token!r}; " + _GRAMMAR)
   enc = m.group("enc") is not None
   if m.group("fc"):
     ls = LayerSpec("fc", int(m.group("fc")), encoding=enc)
@@ -116,10 +117,10 @@ def _parse_layer(token: str, spec: str) -> LayerSpec:
   else:
     ls = LayerSpec("avgpool", int(m.group("a")))
   if enc and ls.kind not in ("fc", "r", "conv"):
-    raise ValueError(f"malformed model spec {spec!r}: {token!r}: only fc, r and conv "
+    raise ConfigError(f"malformed model spec {spec!r}: {token!r}: only fc, r and conv "
                      "layers can be encoding layers")
   if ls.size <= 0 or (ls.kind == "conv" and (ls.kernel_size <= 0 or ls.strides <= 0)):
-    raise ValueError(f"malformed model spec {spec!r}: {token!r} has a zero size")
+    raise ConfigError(f"malformed model spec {spec!r}: {token!r} has a zero size")
   return ls
 
 
@@ -133,44 +134,48 @@ def parse_spec(spec: str) -> Tuple[LayerSpec, ...]:
     The layers in order.
 
   Raises:
-    ValueError: a malformed spec, naming the bad token and the expected grammar.
+    ConfigError: (a ValueError) a spec that is not a string, or a malformed one, naming
+      the bad token and the expected grammar.
   """
-  if not isinstance(spec, str) or not spec.strip():
-    raise ValueError(f"malformed model spec {spec!r}: empty; " + _GRAMMAR)
+  if not isinstance(spec, str):
+    raise ConfigError(f"model spec must be a string like \"r1000-fc100-fc10\", got "
+                      f"{type(spec).__name__} {spec!r}")
+  if not spec.strip():
+    raise ConfigError(f"malformed model spec {spec!r}: empty; " + _GRAMMAR)
   spec = spec.strip().replace(" ", "")
   out = []
   for i, token in enumerate(_split_top(spec)):
     if not token:
-      raise ValueError(f"malformed model spec {spec!r}: empty token (a stray '-'); "
+      raise ConfigError(f"malformed model spec {spec!r}: empty token (a stray '-'); "
                        + _GRAMMAR)
     if token.startswith("["):
       if not token.endswith("]") or len(token) < 3:
-        raise ValueError(f"malformed model spec {spec!r}: bad residual block {token!r}; "
+        raise ConfigError(f"malformed model spec {spec!r}: bad residual block {token!r}; "
                          + _GRAMMAR)
       inner = tuple(_parse_layer(t, spec) for t in token[1:-1].split("-"))
       if any(not t.has_neurons or t.encoding for t in inner):
-        raise ValueError(f"malformed model spec {spec!r}: a residual block holds only "
+        raise ConfigError(f"malformed model spec {spec!r}: a residual block holds only "
                          f"fc, r or conv layers, got {token!r}")
       kinds = {t.kind == "conv" for t in inner}
       if len(kinds) != 1:
-        raise ValueError(f"malformed model spec {spec!r}: a residual block is all conv "
+        raise ConfigError(f"malformed model spec {spec!r}: a residual block is all conv "
                          f"or all dense, got {token!r}")
       out.append(LayerSpec("residual", inner=inner))
     else:
       ls = _parse_layer(token, spec)
       if ls.encoding and i != 0:
-        raise ValueError(f"malformed model spec {spec!r}: the encoding layer "
+        raise ConfigError(f"malformed model spec {spec!r}: the encoding layer "
                          f"{token!r} must come first")
       out.append(ls)
   if out[-1].kind not in ("fc", "r"):
-    raise ValueError(f"malformed model spec {spec!r}: the output layer must be 'fc' or "
+    raise ConfigError(f"malformed model spec {spec!r}: the output layer must be 'fc' or "
                      f"'r' (its spike counts are the class scores), got {out[-1].kind!r}")
   seen_dense = False
   for ls in out:
     is_conv = ls.kind in ("conv", "maxpool", "avgpool") or (
         ls.kind == "residual" and ls.inner[0].kind == "conv")
     if is_conv and seen_dense:
-      raise ValueError(f"malformed model spec {spec!r}: conv/pool layers must come "
+      raise ConfigError(f"malformed model spec {spec!r}: conv/pool layers must come "
                        "before the dense layers")
     seen_dense = seen_dense or not is_conv
   return tuple(out)

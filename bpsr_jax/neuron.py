@@ -32,6 +32,9 @@ from typing import Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from bpsr_jax.errors import ConfigError
 
 Array = jax.Array
 
@@ -77,7 +80,8 @@ def spike(v: Array, alpha: float = DEFAULT_ALPHA) -> Array:
 
   Args:
     v: any shape, floating point; the distance to threshold ``u - U_th``.
-    alpha: width of the Gaussian surrogate (a static Python float).
+    alpha: width of the Gaussian surrogate (a static positive Python float; else a
+      ConfigError).
 
   Returns:
     Spikes in {0, 1}, same shape and dtype as ``v``. Its derivative is
@@ -86,7 +90,7 @@ def spike(v: Array, alpha: float = DEFAULT_ALPHA) -> Array:
   v = jnp.asarray(v)
   if not jnp.issubdtype(v.dtype, jnp.floating):
     raise TypeError(f"spike expects a floating-point array, got dtype {v.dtype}")
-  return _spike(v, float(alpha))
+  return _spike(v, _check_alpha(alpha))
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,6 +276,35 @@ def _check_broadcasts(name, value, feature_shape, also):
         "broadcastable to [..., N])")
 
 
+def _check_alpha(alpha) -> float:
+  """``alpha`` as a float; a width <= 0 or not finite makes every gradient NaN or 0."""
+  if isinstance(alpha, jax.core.Tracer):
+    raise ConfigError("alpha (the surrogate width) must be a static Python float, got a "
+                      "traced value")
+  alpha = float(alpha)
+  if not (math.isfinite(alpha) and alpha > 0):
+    raise ConfigError(f"alpha (the surrogate width) must be a positive finite float, got "
+                      f"{alpha} (alpha=0 makes the surrogate gradient NaN)")
+  return alpha
+
+
+def _check_tau_range(tau):
+  """Raises unless a host-side ``tau`` (Python number, numpy array) lies in [0, 1].
+
+  A jax array is not checked here: inside ``jit`` (the training step) it is traced, and
+  reading a device array would make every eager call wait for the device. The layers
+  check ``tau_init`` and :func:`bpsr_jax.constraints.validate_params` checks a whole
+  parameter tree once, where it is concrete (after init or loading).
+  """
+  if isinstance(tau, (jax.Array, jax.core.Tracer)):
+    return
+  t = np.asarray(tau, dtype=np.float64)
+  bad = ~((t >= 0) & (t <= 1))  # NaN fails both comparisons
+  if bad.any():
+    raise ConfigError(f"tau (the leak factor) must lie in [0, 1], got {t[bad].flat[0]} "
+                      f"({int(bad.sum())} of {t.size} values outside)")
+
+
 def _validate(currents, tau, recurrent_kernel, bias, gradient):
   if gradient not in GRADIENTS:
     raise ValueError(
@@ -282,6 +315,9 @@ def _validate(currents, tau, recurrent_kernel, bias, gradient):
         f"got shape {getattr(currents, 'shape', None)}")
   if not jnp.issubdtype(currents.dtype, jnp.floating):
     raise TypeError(f"lif expects floating-point currents, got dtype {currents.dtype}")
+  if currents.shape[0] == 0:
+    raise ConfigError(f"lif expects currents [T, ..., N] with T >= 1 time steps, got shape "
+                      f"{tuple(currents.shape)}")
   feature_shape = tuple(currents.shape[1:])
   _check_broadcasts("tau", tau, feature_shape, "a scalar, ")
   if bias is not None:
@@ -340,10 +376,16 @@ def lif(
   Raises:
     ValueError: currents with fewer than 2 dims, a tau or bias that does not broadcast, a
       non-square or mismatched recurrent kernel, or an unknown gradient name.
+    ConfigError: (a ValueError) zero time steps; ``alpha`` not a
+      positive finite static float; a host-side ``tau`` (Python number or numpy array)
+      outside [0, 1] or NaN (a jax array, traced or not, is not checked: no host sync;
+      see :func:`bpsr_jax.constraints.validate_params`).
     TypeError: non-floating currents.
   """
   currents = jnp.asarray(currents)
   _validate(currents, tau, recurrent_kernel, bias, gradient)
+  _check_tau_range(tau)
+  alpha = _check_alpha(alpha)
   dtype = currents.dtype
   tau = jnp.asarray(tau, dtype) if not hasattr(tau, "dtype") else tau.astype(dtype)
   if recurrent_kernel is not None:

@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bpsr_jax.errors import ConfigError
+
 Array = jax.Array
 PyTree = Any
 
@@ -318,6 +320,10 @@ def rewire(
     ValueError: on a negative threshold, a momentum outside ``[0, 1)``, a ``where`` that
       selects nothing (in ``init``), or ``update`` called without params.
   """
+  if not (callable(getattr(optimizer, "init", None))
+          and callable(getattr(optimizer, "update", None))):
+    raise ConfigError(f"rewire expects an optax GradientTransformation (e.g. "
+                      f"optax.adam(1e-3)), got {type(optimizer).__name__} {optimizer!r:.80}")
   _check_hyperparams(prune_threshold, grow_threshold, distance_scale, momentum)
   inner = optax.with_extra_args_support(optimizer)
   use_distance = not (isinstance(distance_scale, (int, float))

@@ -108,3 +108,23 @@ def test_bad_threshold_raises(threshold):
 def test_clamp_needs_params():
   with pytest.raises(ValueError, match="needs the params"):
     constraints.clamp().update(_params(), optax.EmptyState())
+
+
+# --------------------------------------------------------------------------------------
+# validate_params: the host-side check of a concrete parameter tree (issue 14).
+
+from bpsr_jax.errors import ConfigError  # noqa: E402  (kept with its section)
+
+
+def test_validate_params_names_the_bad_leaf():
+  good = {"r0": {"tau": np.array([0.0, 0.5, 1.0]), "kernel": np.ones((2, 3)),
+                 "bias": np.zeros(3)}, "step_count": np.array(3)}
+  constraints.validate_params(good)
+  for leaf, value, match in [("tau", np.array([0.5, 1.5, 0.1]), r"r0/tau must be finite and "
+                                                                r"in \[0.0, 1.0\], got 1.5"),
+                             ("tau", np.array([0.5, np.nan, 0.1]), r"r0/tau .* got nan"),
+                             ("kernel", np.full((2, 3), np.inf), r"r0/kernel must be finite, "
+                                                                 r"got inf \(6 of 6")]:
+    bad = {"r0": dict(good["r0"], **{leaf: value})}
+    with pytest.raises(ConfigError, match=match):
+      constraints.validate_params(bad)

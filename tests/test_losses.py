@@ -56,3 +56,18 @@ def test_label_shape_error():
     bpsr_jax.spike_count_cross_entropy(jnp.zeros((4, 2, 3)), jnp.array([0, 1, 2]))
   with pytest.raises(ValueError, match=r"\[T, batch, classes\]"):
     bpsr_jax.spike_count_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 1]))
+
+
+# --------------------------------------------------------------------------------------
+# Labels outside the classes (issue 14).
+
+
+def test_out_of_range_labels_give_nan_not_a_wrapped_class():
+  spikes = jnp.zeros((4, 3, 10)).at[:, :, 9].set(1.0)
+  loss = losses.spike_count_cross_entropy(spikes, jnp.array([-1, 10, 9]))
+  # optax alone wraps -1 to class 9 (a finite loss) and gives NaN for 10.
+  assert np.isnan(loss[0]) and np.isnan(loss[1])
+  # Valid label 9: logits 10 * 1 for class 9, 0 elsewhere -> -log(e^10 / (e^10 + 9)).
+  np.testing.assert_allclose(loss[2], -(10 - np.log(np.exp(10) + 9)), atol=1e-6)
+  jitted = jax.jit(losses.spike_count_cross_entropy)(spikes, jnp.array([0, 9, -2]))
+  assert np.isnan(jitted[2]) and np.isfinite(jitted[:2]).all()

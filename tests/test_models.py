@@ -1,4 +1,6 @@
 """Tests of bpsr_jax.models: spec parsing, shapes, parameter names, errors."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,3 +128,34 @@ def test_input_shape_errors():
     bpsr_jax.SNN("8c3-fc2").init(jax.random.PRNGKey(0), jnp.ones((2, 8, 8, 1)))
   with pytest.raises(ValueError, match="time_steps"):
     bpsr_jax.SNN("efc8-fc2").init(jax.random.PRNGKey(0), jnp.ones((2, 8)))
+
+
+# --------------------------------------------------------------------------------------
+# Typed errors for bad specs and layers that do not fit their input (issue 14).
+
+from bpsr_jax.errors import ConfigError  # noqa: E402  (kept with its section)
+
+
+@pytest.mark.parametrize("spec, kind", [(123, "int 123"), (None, "NoneType None"),
+                                        (12.5, "float 12.5")])
+def test_spec_that_is_not_a_string(spec, kind):
+  with pytest.raises(ConfigError, match=f'model spec must be a string like "r1000-fc100-fc10", '
+                                        f"got {re.escape(kind)}"):
+    bpsr_jax.SNN(spec).init(jax.random.PRNGKey(0), jnp.zeros((2, 1, 4)))
+
+
+def test_pooling_larger_than_the_image_names_layer_and_size():
+  """a30 on MNIST: was a ZeroDivisionError in the next layer's initializer."""
+  with pytest.raises(ConfigError, match=r"pooling layer pool0 \(avg 30x30\) does not fit its "
+                                        r"28x28 input"):
+    bpsr_jax.SNN("a30-fc10").init(jax.random.PRNGKey(0), jnp.zeros((2, 1, 28, 28, 1)))
+  with pytest.raises(ConfigError, match=r"pooling layer pool1 \(max 16x16\) does not fit its "
+                                        r"14x14 input"):
+    bpsr_jax.SNN("4c3/2-p16-fc10").init(jax.random.PRNGKey(0), jnp.zeros((2, 1, 28, 28, 1)))
+  params = bpsr_jax.SNN("a28-fc10").init(jax.random.PRNGKey(0), jnp.zeros((2, 1, 28, 28, 1)))
+  assert params["params"]["fc1"]["kernel"].shape == (1, 10)  # a window equal to the image
+
+
+def test_tau_init_outside_0_1_fails_at_init():
+  with pytest.raises(ConfigError, match=r"layer fc0: tau_init=2.0 must lie in \[0, 1\]"):
+    bpsr_jax.SNN("fc4-fc2", tau_init=2.0).init(jax.random.PRNGKey(0), jnp.zeros((2, 1, 3)))

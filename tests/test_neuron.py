@@ -233,3 +233,40 @@ def test_bad_input_errors(bad, match):
 def test_integer_currents_rejected():
   with pytest.raises(TypeError, match="floating-point"):
     bpsr_jax.lif(jnp.ones((3, 2), jnp.int32), 0.5)
+
+
+# --------------------------------------------------------------------------------------
+# Typed errors for bad arguments (issue 14).
+
+from bpsr_jax.errors import ConfigError  # noqa: E402  (kept with its section)
+
+
+def test_lif_with_zero_time_steps_is_a_config_error():
+  with pytest.raises(ConfigError, match=r"T >= 1 time steps, got shape \(0, 2, 3\)"):
+    neuron.lif(jnp.zeros((0, 2, 3)), 0.5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -0.5, float("nan"), float("inf")])
+def test_non_positive_alpha_is_a_config_error_at_call_time(alpha):
+  # alpha=0 would give a NaN surrogate gradient: exp(-v^2 / 0) / 0.
+  with pytest.raises(ConfigError, match="alpha .* must be a positive finite float"):
+    neuron.lif(jnp.ones((3, 2, 4)), 0.5, alpha=alpha)
+  with pytest.raises(ConfigError, match="alpha"):
+    neuron.spike(jnp.ones(3), alpha)
+
+
+@pytest.mark.parametrize("tau", [2.0, -0.1, float("nan"), np.array([0.5, 1.5, 0.2, 0.1])])
+def test_concrete_tau_outside_0_1_is_a_config_error(tau):
+  with pytest.raises(ConfigError, match=r"tau \(the leak factor\) must lie in \[0, 1\]"):
+    neuron.lif(jnp.ones((3, 2, 4)), tau)
+
+
+def test_jax_array_tau_is_not_checked():
+  """No host sync: a jax tau (traced in the train step) goes through; the layers check
+  tau_init and constraints.validate_params checks a whole param tree."""
+  out = jax.jit(lambda t: neuron.lif(jnp.full((3, 2, 4), 0.6), t))(jnp.full(4, 2.0))
+  # tau = 2 doubles the potential: 0.6, then 2 * 0.6 + 0.6 = 1.8 >= 1 spikes at step 2.
+  np.testing.assert_array_equal(out[:, 0, 0], [0.0, 1.0, 0.0])
+  neuron.lif(jnp.ones((3, 2, 4)), jnp.full(4, 2.0))  # eager jax array: not read back
+  for tau in (0.0, 1.0, np.array([0.0, 0.5, 1.0, 0.25])):  # the bounds are valid
+    neuron.lif(jnp.ones((3, 2, 4)), tau)

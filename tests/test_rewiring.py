@@ -395,3 +395,19 @@ def test_bad_coordinates_raise():
   with pytest.raises(ValueError, match="coordinates"):
     rw.rewire(optax.sgd(0.1), prune_threshold=0.1, grow_threshold=0.1,
               coordinates=bad).init(params)
+
+
+# --------------------------------------------------------------------------------------
+# Typed error for an inner optimizer that is not a transformation (issue 14).
+
+from bpsr_jax.errors import ConfigError  # noqa: E402  (kept with its section)
+
+
+@pytest.mark.parametrize("inner, name", [("adam", "str"), (optax.adam, "function"),
+                                         (None, "NoneType")])
+def test_rewire_around_a_non_transformation(inner, name):
+  with pytest.raises(ConfigError, match=f"rewire expects an optax GradientTransformation "
+                                        rf"\(e.g. optax.adam\(1e-3\)\), got {name}"):
+    rw.rewire(inner, prune_threshold=0.0, grow_threshold=1.0)
+  rw.rewire(optax.inject_hyperparams(optax.adam)(learning_rate=1e-3), prune_threshold=0.0,
+            grow_threshold=1.0)  # an injected-hyperparams transformation is fine
