@@ -27,7 +27,6 @@ from typing import Sequence
 import numpy as np
 
 from bpsr_jax.data import common
-from bpsr_jax.errors import ConfigError
 from bpsr_jax.errors import DataError
 
 __all__ = ["load_gas_drift", "read_gas_drift_batch", "load_gas_open_sampling",
