@@ -100,6 +100,24 @@ def test_inner_optimizer_sees_masked_gradient():
   np.testing.assert_array_equal(np.asarray(seen[0]["bias"]), [5.0, 6.0])
 
 
+def test_live_weight_below_prune_threshold_is_kept_by_growth_momentum():
+  # eq. 15: mask = (w != 0 and not prune) or grow. A live weight below theta_w whose
+  # momentum passes the growth bar is kept (and trained), not pruned. By hand, beta_m =
+  # 0.5, theta_w = 0.01, theta_m = 0.05, grads g = [1.0, 0.01]:
+  #   m = 0.5 * 0 + 0.5 * g = [0.5, 0.005]; grow = |m| > 0.05 = [True, False];
+  #   both |w| = 0.005 < 0.01 are prune candidates -> the first is kept, SGD moves it to
+  #   0.005 - 0.1 * 1.0 = -0.095; the second is pruned to exactly 0.
+  params = {"kernel": jnp.array([[0.005, 0.005]], jnp.float32)}
+  tx = rw.rewire(optax.sgd(0.1), prune_threshold=0.01, grow_threshold=0.05, momentum=0.5)
+  grads = {"kernel": jnp.array([[1.0, 0.01]], jnp.float32)}
+  new, state = _step(tx, grads, tx.init(params), params)
+  np.testing.assert_array_equal(np.asarray(state.mask["kernel"]), [[True, False]])
+  np.testing.assert_array_equal(np.asarray(state.momentum["kernel"]),
+                                np.array([[0.5, 0.005]], np.float32))
+  np.testing.assert_array_equal(np.asarray(new["kernel"]),
+                                [[np.float32(0.005) - np.float32(0.1), 0.0]])
+
+
 @pytest.mark.parametrize("grow_threshold, grows_at", [(0.8, 3), (0.75, 3), (0.5, 2)])
 def test_regrowth_once_momentum_passes_threshold_and_not_before(grow_threshold,
                                                                  grows_at):
