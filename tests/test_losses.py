@@ -90,8 +90,23 @@ def test_weight_l1_only_synapses():
     bpsr_jax.weight_l1({"dense": {"w": jnp.ones(3)}})
 
 
+def test_terms_accept_numpy_2d_spikes_and_any_tree_depth():
+  # spike_l2 of one numpy array is one layer (not a sequence of its rows); [T, batch] is
+  # a valid layer; weight_l1 finds kernels at any depth of the tree, and at the top.
+  np.testing.assert_allclose(bpsr_jax.spike_l2(np.ones((3, 2, 4), np.float32)), 12.0)
+  np.testing.assert_allclose(bpsr_jax.spike_l2(jnp.ones((3, 2))), 3.0)
+  with pytest.raises(ValueError, match=r"\[T, batch, \.\.\.\]"):
+    bpsr_jax.spike_l2(jnp.ones((3,)))
+  deep = {"res2": {"layers_0": {"kernel": -jnp.ones((2, 2)), "bias": jnp.ones(2)},
+                   "shortcut": {"kernel": jnp.full((1, 3), 0.5)}}}
+  np.testing.assert_allclose(bpsr_jax.weight_l1(deep), 4.0 + 1.5)
+  np.testing.assert_allclose(bpsr_jax.weight_l1({"kernel": jnp.ones(3), "tau": 2.0}), 3.0)
+
+
 def test_label_shape_error():
   with pytest.raises(ValueError, match="do not match"):
     bpsr_jax.spike_count_cross_entropy(jnp.zeros((4, 2, 3)), jnp.array([0, 1, 2]))
+  with pytest.raises(ValueError, match="do not match"):
+    bpsr_jax.spike_count_cross_entropy(jnp.zeros((4, 2, 3)), jnp.array([0]))
   with pytest.raises(ValueError, match=r"\[T, batch, classes\]"):
     bpsr_jax.spike_count_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 1]))
