@@ -309,6 +309,21 @@ def test_inner_inject_hyperparams_and_multisteps():
   assert float(params["kernel"][0, 0]) == 0.0
 
 
+def test_explicit_coordinates_checked_by_shape():
+  # Valid coordinates of a wide kernel (sizes past Python's small-int cache) are accepted;
+  # a 1-d pre of the right length is not a [n_pre, d] array.
+  params = {"kernel": jnp.zeros((2, 300))}
+  coords = rw.init_coordinates(params, seed=1)
+  state = rw.rewire(optax.sgd(0.1), prune_threshold=0.1, grow_threshold=0.1,
+                    distance_scale=0.5, coordinates=coords).init(params)
+  np.testing.assert_array_equal(state.coordinates["kernel"].post,
+                                coords["kernel"].post)
+  bad = {"kernel": rw.SynapseCoordinates(pre=jnp.zeros((2,)), post=jnp.zeros((300, 3)))}
+  with pytest.raises(ValueError, match=r"must be pre \[2, d\] and post \[300, d\]"):
+    rw.rewire(optax.sgd(0.1), prune_threshold=0.1, grow_threshold=0.1,
+              coordinates=bad).init(params)
+
+
 def test_coordinates_shapes_and_sharing():
   params = {
       "conv": {"kernel": jnp.ones((3, 3, 2, 4)), "tau": jnp.array(0.5)},
