@@ -209,6 +209,19 @@ def test_bpsr_equals_autodiff_under_vmap_and_grad_of_jit():
       assert _rel_err(a, b) < 1e-5
 
 
+def test_gradient_names_select_their_implementation():
+  # "bpsr" is one custom_vjp over the whole sequence; "autodiff" is a lax.scan whose steps
+  # call the spike's own custom_vjp.
+  c = jnp.ones((4, 2, 3))
+
+  def top_level(gradient):
+    jaxpr = jax.make_jaxpr(lambda c: bpsr_jax.lif(c, 0.5, gradient=gradient))(c)
+    return [e.primitive.name for e in jaxpr.jaxpr.eqns]
+
+  assert top_level("bpsr") == ["custom_vjp_call"]
+  assert "scan" in top_level("autodiff") and "custom_vjp_call" not in top_level("autodiff")
+
+
 def test_potentials_returned_and_differentiable():
   currents, tau, rec, w = _inputs(5, 20, (3, 6), True)
   s, u = bpsr_jax.lif(currents, tau, recurrent_kernel=rec, return_potentials=True)

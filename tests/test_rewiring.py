@@ -309,6 +309,24 @@ def test_inner_inject_hyperparams_and_multisteps():
   assert float(params["kernel"][0, 0]) == 0.0
 
 
+class _Pair:
+  """A pytree node registered without keys: its children get FlattenedIndexKeys."""
+
+  def __init__(self, a, b):
+    self.a, self.b = a, b
+
+
+jax.tree_util.register_pytree_node(_Pair, lambda p: ((p.a, p.b), None),
+                                   lambda _, c: _Pair(*c))
+
+
+def test_path_str_names_every_key_kind():
+  tree = {"net": [_Pair(1, rw.SynapseCoordinates(pre=2, post=3))]}
+  paths = [rw.path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  assert paths == ["net/0/0", "net/0/1/pre", "net/0/1/post"]
+  assert rw.leaf_name(jax.tree_util.tree_flatten_with_path(tree)[0][2][0]) == "post"
+
+
 def test_explicit_coordinates_checked_by_shape():
   # Valid coordinates of a wide kernel (sizes past Python's small-int cache) are accepted;
   # a 1-d pre of the right length is not a [n_pre, d] array.
