@@ -44,6 +44,19 @@ def test_project_params_hand_cases():
                                                               _params()["layer"])
 
 
+def test_defaults_are_the_papers_bounds():
+  # U_th = 1 and tau in [0, 1] when nothing is passed.
+  assert constraints.param_bounds() == {"kernel": (-1.0, 1.0),
+                                        "recurrent_kernel": (-1.0, 1.0),
+                                        "bias": (-1.0, 1.0), "tau": (0.0, 1.0)}
+  out = constraints.project_params(_params())["layer"]
+  np.testing.assert_array_equal(np.asarray(out["kernel"]),
+                                np.array([[-1.0, -1.0], [0.3, 1.0]], np.float32))
+  np.testing.assert_array_equal(np.asarray(out["tau"]), np.array([0.0, 1.0], np.float32))
+  with pytest.raises(ValueError, match="lower <= upper"):
+    constraints.param_bounds(tau_range=(1.0, 0.5))
+
+
 @pytest.mark.parametrize("threshold", [1.0, 0.7, 0.3])
 def test_clamp_bounds_hold_after_every_step(threshold):
   rng = np.random.default_rng(0)
