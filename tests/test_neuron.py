@@ -187,6 +187,27 @@ def test_non_default_threshold_and_alpha_match_reference(gradient, recurrent, bi
     assert _rel_err(d, r) > 0.1, name  # the defaults give a different gradient
 
 
+@pytest.mark.parametrize("gradient", ["bpsr", "autodiff"])
+def test_tau_and_bias_with_size_one_axes_get_summed_gradients(gradient):
+  # tau and bias of shape [1, N] broadcast over a batch of 2: their gradients are the
+  # reference's, summed over that axis and kept [1, N].
+  currents, tau, _, w = _inputs(41, 6, (2, 5), False)
+  tau, bias = tau[None, :], 0.1 * jnp.arange(5.0)[None, :]
+
+  def lib(c, tau, b):
+    return jnp.sum(bpsr_jax.lif(c, tau, bias=b, gradient=gradient) * w)
+
+  def ref(c, tau, b):
+    return jnp.sum(reference_lif(c + b, tau) * w)
+
+  g_lib = jax.grad(lib, argnums=(0, 1, 2))(currents, tau, bias)
+  g_ref = jax.grad(ref, argnums=(0, 1, 2))(currents, tau, bias)
+  for name, a, b in zip(["currents", "tau", "bias"], g_lib, g_ref):
+    assert a.shape == b.shape, name
+    assert np.max(np.abs(np.asarray(b))) > 0, name
+    assert _rel_err(a, b) < 1e-5, (name, _rel_err(a, b))
+
+
 def test_bpsr_equals_autodiff_under_vmap_and_grad_of_jit():
   currents, tau, rec, w = _inputs(3, 40, (5, 12), True)
 
