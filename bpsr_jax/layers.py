@@ -47,9 +47,10 @@ CPU_CHUNK_ROWS = 1024
 
 
 def _chunk_count(m: int, rows: int) -> int:
-  """The number of equal chunks that ``m`` rows split into: the divisor of ``m`` whose
-  chunks are closest to ``rows`` rows, among those of ``rows / 4`` to ``2 * rows`` rows
-  (1 if there is none)."""
+  """The number ``n >= 2`` of equal chunks that ``m`` rows split into: the divisor of
+  ``m`` whose chunks are closest to ``rows`` rows, among those of ``rows / 4`` to
+  ``2 * rows`` rows (1 if there is none; one chunk is not a candidate, the caller only
+  chunks products of at least ``2 * rows`` rows)."""
   best, best_gap = 1, None
   for n in range(2, m // max(1, rows // 4) + 1):
     size = m // n

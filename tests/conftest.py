@@ -1,9 +1,15 @@
-"""Shared pytest fixtures.
+"""Shared pytest fixtures and the real-data summary line.
 
 The real datasets live in ``../shared/data`` beside the checkout (see that folder's
 README). On a user's machine it is absent: tests that need it skip with a clear reason.
 ``BPSR_SHARED_DATA`` overrides the location.
+
+Every run ends with one line counting the tests that use the real data (the
+``shared_data`` fixture, directly or through another fixture): how many ran and how many
+skipped. Under CI (``CI=true``) a missing data folder that made such tests skip fails the
+run, unless ``BPSR_REQUIRE_SHARED_DATA=0`` (a CI without the data, e.g. a fork's).
 """
+import collections
 import os
 import pathlib
 
@@ -16,6 +22,17 @@ SHARED_DATA = pathlib.Path(
     )
 )
 
+_REAL_DATA_TESTS = set()  # node ids of the collected tests that use shared_data
+_OUTCOMES = {}  # node id -> "passed" / "failed" / "skipped"
+
+
+def _under_ci() -> bool:
+  return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _data_required() -> bool:
+  return _under_ci() and os.environ.get("BPSR_REQUIRE_SHARED_DATA", "1") != "0"
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
@@ -23,3 +40,47 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"real data folder {SHARED_DATA} is absent (set BPSR_SHARED_DATA)")
   return SHARED_DATA
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if "shared_data" in getattr(item, "fixturenames", ()):
+      _REAL_DATA_TESTS.add(item.nodeid)
+
+
+def pytest_runtest_logreport(report):
+  if report.nodeid not in _REAL_DATA_TESTS:
+    return
+  if report.failed:
+    _OUTCOMES[report.nodeid] = "failed"
+  elif report.skipped and _OUTCOMES.get(report.nodeid) != "failed":
+    _OUTCOMES[report.nodeid] = "skipped"
+  elif report.when == "call" and report.passed:
+    _OUTCOMES.setdefault(report.nodeid, "passed")
+
+
+def _summary() -> str:
+  counts = collections.Counter(_OUTCOMES.values())
+  ran = counts["passed"] + counts["failed"]
+  where = SHARED_DATA if SHARED_DATA.is_dir() else f"{SHARED_DATA} (ABSENT)"
+  return (f"real-data tests ({where}): {ran} ran ({counts['passed']} passed, "
+          f"{counts['failed']} failed), {counts['skipped']} skipped, "
+          f"of {len(_REAL_DATA_TESTS)} collected")
+
+
+def pytest_terminal_summary(terminalreporter):
+  missing = not SHARED_DATA.is_dir() and _REAL_DATA_TESTS
+  terminalreporter.write_sep("=" if not missing else "!", _summary(),
+                             red=bool(missing), bold=True)
+  if missing and _data_required():
+    terminalreporter.write_line(
+        f"CI=true but the real data folder {SHARED_DATA} is absent: the real-data tests "
+        "did not run; failing the run (set BPSR_SHARED_DATA, or BPSR_REQUIRE_SHARED_DATA=0 "
+        "for a CI without the data).", red=True, bold=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  skipped = any(v == "skipped" for v in _OUTCOMES.values())
+  if (not SHARED_DATA.is_dir() and skipped and _data_required()
+      and exitstatus == pytest.ExitCode.OK):
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -44,6 +44,37 @@ def test_project_params_hand_cases():
                                                               _params()["layer"])
 
 
+def test_defaults_are_the_papers_bounds():
+  # U_th = 1 and tau in [0, 1] when nothing is passed.
+  assert constraints.param_bounds() == {"kernel": (-1.0, 1.0),
+                                        "recurrent_kernel": (-1.0, 1.0),
+                                        "bias": (-1.0, 1.0), "tau": (0.0, 1.0)}
+  out = constraints.project_params(_params())["layer"]
+  np.testing.assert_array_equal(np.asarray(out["kernel"]),
+                                np.array([[-1.0, -1.0], [0.3, 1.0]], np.float32))
+  np.testing.assert_array_equal(np.asarray(out["tau"]), np.array([0.0, 1.0], np.float32))
+  with pytest.raises(ValueError, match="lower <= upper"):
+    constraints.param_bounds(tau_range=(1.0, 0.5))
+  fixed = 0.5
+  assert constraints.param_bounds(tau_range=(fixed, fixed))["tau"] == (0.5, 0.5)
+  # clamp() with its defaults: updates that overshoot land exactly on -1, 1 and 0.
+  params = {"kernel": jnp.array([0.5, -0.5], jnp.float32),
+            "tau": jnp.array([0.25, 0.75], jnp.float32)}
+  updates = {"kernel": jnp.array([1.5, -1.5], jnp.float32),
+             "tau": jnp.array([-0.75, 0.75], jnp.float32)}
+  tx = constraints.clamp()
+  u, _ = tx.update(updates, tx.init(params), params)
+  new = optax.apply_updates(params, u)
+  np.testing.assert_array_equal(np.asarray(new["kernel"]), [1.0, -1.0])
+  np.testing.assert_array_equal(np.asarray(new["tau"]), [0.0, 1.0])
+  # An update landing exactly on a bound is kept as it is.
+  exact = {"kernel": jnp.array([-1.0, 1.0], jnp.float32) - params["kernel"],
+           "tau": -params["tau"]}
+  u, _ = tx.update(exact, tx.init(params), params)
+  np.testing.assert_array_equal(np.asarray(u["kernel"]), np.asarray(exact["kernel"]))
+  np.testing.assert_array_equal(np.asarray(u["tau"]), np.asarray(exact["tau"]))
+
+
 @pytest.mark.parametrize("threshold", [1.0, 0.7, 0.3])
 def test_clamp_bounds_hold_after_every_step(threshold):
   rng = np.random.default_rng(0)

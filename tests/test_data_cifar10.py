@@ -70,11 +70,26 @@ def test_errors(batch_dir, tmp_path):
     data.load_cifar10(batch_dir, source="pickle")
 
 
-def test_tfds_route_with_mock_data():
+def test_tfds_route_reads_the_records_of_the_real_file(sample_path):
+  # TFDS cannot prepare CIFAR-10 offline: its data source is replaced by the 200 real
+  # records of sample_batch.bin, decoded here (label byte, then R, G, B planes of 32x32)
+  # into TFDS's cifar10 features (image uint8 [32, 32, 3], label int). The route must give
+  # those images / 255 and labels, in order.
   tfds = pytest.importorskip("tensorflow_datasets")
-  with tfds.testing.mock_data(num_examples=9):
+  raw = np.fromfile(sample_path, np.uint8).reshape(200, RECORD)
+  labels = raw[:, 0].astype(np.int64)
+  images = raw[:, 1:].reshape(200, 3, 32, 32).transpose(0, 2, 3, 1)
+  halves = {"train": slice(0, 120), "test": slice(120, 200)}
+
+  def as_data_source(builder, split, *args, **kwargs):
+    assert builder.name == "cifar10"
+    return [{"image": images[i], "label": int(labels[i])}
+            for i in range(200)[halves[split]]]
+
+  with tfds.testing.mock_data(as_data_source_fn=as_data_source):
     train, test = data.load_cifar10()  # no data_dir: the TFDS route
-  for ds in (train, test):
-    assert ds.x.shape == (9, 32, 32, 3) and ds.x.dtype == np.float32
-    assert 0.0 <= ds.x.min() and ds.x.max() <= 1.0
-    assert ((0 <= ds.y) & (ds.y < 10)).all() and ds.class_names == cifar10.CLASS_NAMES
+  for ds, split in ((train, "train"), (test, "test")):
+    assert ds.x.dtype == np.float32 and ds.class_names == cifar10.CLASS_NAMES
+    np.testing.assert_array_equal(ds.x, images[halves[split]].astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(ds.y, labels[halves[split]])
+  assert train.y[:10].tolist() == FIRST_LABELS

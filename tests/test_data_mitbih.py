@@ -96,17 +96,47 @@ def test_random_split_is_stratified_and_seeded(random_split, mitdb):
   assert set(np.unique(other.meta["record"])) == {"100", "119"}
 
 
-def test_spikes_are_level_crossings_of_the_beat(random_split, mitdb):
+def _rdrecord_window(mitdb, record, sample, leads=("MLII", "V1")):
+  """``[BEFORE + AFTER, len(leads)]`` mV around an R peak, read by wfdb for that range."""
+  rec = wfdb.rdrecord(str(mitdb / record), sampfrom=int(sample) - BEFORE,
+                      sampto=int(sample) + AFTER, channel_names=list(leads))
+  assert rec.sig_name == list(leads)
+  return rec.p_signal
+
+
+def test_spikes_are_level_crossings_of_the_beat(random_split, mitdb, annotations):
+  # The window: the real samples [R - 0.7 s, R + 0.5 s) of the R peak that wfdb.rdann
+  # gives, read by wfdb.rdrecord for just that range and those leads by name (no code of
+  # the loader's windowing); the spikes: its level crossings.
   train, _ = random_split
-  i = int(np.flatnonzero(train.meta["record"] == "119")[5])
+  sym, samples = annotations["119"]
+  for i in np.flatnonzero(train.meta["record"] == "119")[:5]:
+    r = int(train.meta["sample"][i])
+    assert r in samples and sym[list(samples).index(r)] == train.meta["symbol"][i]
+    window = _rdrecord_window(mitdb, "119", r)
+    # The annotated R peak is the extremum of MLII near the middle of the window.
+    assert abs(int(np.argmax(np.abs(window[:, 0] - np.median(window[:, 0])))) - BEFORE) < 30
+    np.testing.assert_array_equal(train.x[i], encode.level_crossing(
+        window.astype(np.float32), 0.1, time_steps=40))
   beats = mitbih.read_record_beats(mitdb, "119", symbols="".join(AAMI.values()))
-  j = int(np.flatnonzero(beats["sample"] == train.meta["sample"][i])[0])
-  assert beats["signal"].shape[1:] == (BEFORE + AFTER, 2)
+  j = int(np.flatnonzero(beats["sample"] == r)[0])
+  np.testing.assert_allclose(beats["signal"][j], _rdrecord_window(mitdb, "119", r),
+                             rtol=1e-6)
   assert beats["leads"].tolist() == ["MLII", "V1"]
-  expected = encode.level_crossing(beats["signal"][j], 0.1, time_steps=40)
-  np.testing.assert_array_equal(train.x[i], expected)
-  # Record 114 stores MLII second; the loader puts it first.
-  assert mitbih.read_record_beats(mitdb, "114", symbols="N")["leads"][0] == "MLII"
+
+
+def test_record_114_leads_are_swapped_back(mitdb):
+  # Record 114's header stores V5 first and MLII second; the loader puts MLII first.
+  assert wfdb.rdheader(str(mitdb / "114")).sig_name == ["V5", "MLII"]
+  with open(mitdb / "114.hea") as f:
+    lines = f.read().split("\n")
+  assert lines[1].split()[-1] == "V5" and lines[2].split()[-1] == "MLII"
+  beats = mitbih.read_record_beats(mitdb, "114", symbols="N")
+  assert beats["leads"].tolist() == ["MLII", "V5"]
+  for j in (0, 100, len(beats["sample"]) - 1):
+    np.testing.assert_allclose(
+        beats["signal"][j], _rdrecord_window(mitdb, "114", beats["sample"][j],
+                                             ("MLII", "V5")), rtol=1e-6)
 
 
 def test_inter_patient_and_18_classes(mitdb, annotations):

@@ -119,17 +119,41 @@ def test_truncated_files(tmp_path):
     data.read_idx(tmp_path / "bad")
 
 
-def test_tfds_route_with_mock_data(tmp_path):
+def _raw_idx(name):
+  """Raw uint8 contents of a shipped IDX file after its header (magic, dims; big-endian)."""
+  raw = gzip.decompress((mnist_loader.SHIPPED_DIR / name).read_bytes())
+  ndim = raw[3]
+  dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+  return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def test_tfds_route_reads_the_records_of_the_real_files(tmp_path):
+  # TFDS cannot prepare MNIST offline: its data source is replaced by the records of the
+  # real MNIST files (decoded here with gzip/struct), shaped as TFDS's mnist features
+  # (image uint8 [28, 28, 1], label int). The route must give those images / 255 and
+  # those labels, in order.
   tfds = pytest.importorskip("tensorflow_datasets")
-  with tfds.testing.mock_data(num_examples=12):
+  files = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+           "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+  raw = {k: (_raw_idx(i), _raw_idx(l)) for k, (i, l) in files.items()}
+
+  def as_data_source(builder, split, *args, **kwargs):
+    assert builder.name == "mnist"
+    images, labels = raw[split]
+    return [{"image": images[i][:, :, None], "label": int(labels[i])} for i in range(1000)]
+
+  with tfds.testing.mock_data(as_data_source_fn=as_data_source):
     train, test = data.load_mnist(source="tfds", data_dir=str(tmp_path))
-  for ds in (train, test):
-    assert ds.x.shape == (12, 28, 28, 1) and ds.x.dtype == np.float32
-    assert 0.0 <= ds.x.min() and ds.x.max() <= 1.0
-    assert ds.y.dtype == np.int32 and ((0 <= ds.y) & (ds.y < 10)).all()
-  with tfds.testing.mock_data(num_examples=12):
     small, _ = data.load_mnist(source="tfds", limit=5)
+  for ds, split in ((train, "train"), (test, "test")):
+    images, labels = raw[split]
+    assert ds.x.shape == (1000, 28, 28, 1) and ds.x.dtype == np.float32
+    np.testing.assert_array_equal(ds.x[..., 0], images[:1000].astype(np.float32) / 255.0)
+    assert ds.y.dtype == np.int32
+    np.testing.assert_array_equal(ds.y, labels[:1000])
+  assert train.y[:5].tolist() == [5, 0, 4, 1, 9]  # MNIST's first training labels
   assert len(small) == 5
+  np.testing.assert_array_equal(small.x, train.x[:5])
 
 
 # --------------------------------------------------------------------------------------

@@ -144,13 +144,29 @@ def test_bpsr_models_with_boolean_spike_residuals_match_autodiff(spec, shape):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(a))) + 1e-7)
 
 
+def _reference_chunk_count(m, rows):
+  """The docstring's rule by brute force: over n >= 2 dividing m with m / n in
+  [rows // 4, 2 * rows], the n whose m / n is closest to rows (the smallest such n on a
+  tie); 1 if there is none."""
+  candidates = [n for n in range(2, m + 1)
+                if m % n == 0 and rows // 4 <= m // n <= 2 * rows]
+  return min(candidates, key=lambda n: (abs(m // n - rows), n)) if candidates else 1
+
+
 def test_chunk_count_splits_rows_into_equal_blocks():
-  # A divisor of m with blocks of rows/4 .. 2*rows rows, closest to rows; else 1.
-  assert layers._chunk_count(10240, 1024) == 10  # pylint: disable=protected-access
-  assert layers._chunk_count(5120, 1024) == 5  # pylint: disable=protected-access
-  assert layers._chunk_count(2062, 1024) == 2  # 2 x 1031  # pylint: disable=protected-access
-  assert layers._chunk_count(2053, 1024) == 1  # prime  # pylint: disable=protected-access
-  assert layers._chunk_count(640, 1024) == 2  # pylint: disable=protected-access
+  # A divisor n >= 2 of m with blocks of rows/4 .. 2*rows rows, closest to rows; else 1.
+  # pylint: disable=protected-access
+  assert layers._chunk_count(10240, 1024) == 10
+  assert layers._chunk_count(5120, 1024) == 5
+  assert layers._chunk_count(2062, 1024) == 2  # 2 x 1031
+  assert layers._chunk_count(2053, 1024) == 1  # prime
+  # 640 rows: one chunk of 640 would be closer to 1024, but one chunk is not a candidate
+  # (the caller chunks only products of >= 2 * 1024 rows); 2 x 320 is the only split.
+  assert layers._chunk_count(640, 1024) == 2
+  assert layers._chunk_count(200, 1024) == 1  # every split is below rows / 4
+  for m in list(range(1, 3000, 7)) + [2048, 4096, 6144, 3 * 1031, 2 * 2053]:
+    for rows in (64, 1024):
+      assert layers._chunk_count(m, rows) == _reference_chunk_count(m, rows), (m, rows)
 
 
 @pytest.mark.parametrize("rows", [2048 + 64, 3 * 1031])

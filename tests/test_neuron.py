@@ -4,6 +4,7 @@ The reference is a plain Python loop over time written here (eq. 1-2), with the 
 surrogate written out as its own custom_vjp, differentiated by JAX. It shares no code
 with the library.
 """
+import functools
 import math
 
 import jax
@@ -17,25 +18,29 @@ from bpsr_jax import neuron
 jax.config.update("jax_default_matmul_precision", "highest")
 
 
-@jax.custom_vjp
-def _ref_heaviside(v):
-  return jnp.where(v >= 0, 1.0, 0.0).astype(v.dtype)
+def _make_ref_heaviside(alpha):
+  """Heaviside with a Gaussian surrogate of width ``alpha``, written out here."""
+
+  @jax.custom_vjp
+  def heaviside(v):
+    return jnp.where(v >= 0, 1.0, 0.0).astype(v.dtype)
+
+  def fwd(v):
+    return heaviside(v), v
+
+  def bwd(v, g):
+    return (g * jnp.exp(-v**2 / (2 * alpha**2)) / (math.sqrt(2 * math.pi) * alpha),)
+
+  heaviside.defvjp(fwd, bwd)
+  return heaviside
 
 
-def _ref_heaviside_fwd(v):
-  return _ref_heaviside(v), v
+_ref_heaviside = _make_ref_heaviside(0.5)
 
 
-def _ref_heaviside_bwd(v, g):
-  alpha = 0.5
-  return (g * jnp.exp(-v**2 / (2 * alpha**2)) / (math.sqrt(2 * math.pi) * alpha),)
-
-
-_ref_heaviside.defvjp(_ref_heaviside_fwd, _ref_heaviside_bwd)
-
-
-def reference_lif(currents, tau, rec=None, threshold=1.0):
+def reference_lif(currents, tau, rec=None, threshold=1.0, alpha=0.5):
   """Python-loop LIF: u = tau u (1 - s) + I + s @ R; s = H(u - thr); reset gate detached."""
+  heaviside = _ref_heaviside if alpha == 0.5 else _make_ref_heaviside(alpha)
   u = jnp.zeros(currents.shape[1:], currents.dtype)
   s = jnp.zeros(currents.shape[1:], currents.dtype)
   out = []
@@ -45,7 +50,7 @@ def reference_lif(currents, tau, rec=None, threshold=1.0):
     if rec is not None:
       new_u = new_u + jnp.matmul(s, rec)
     u = new_u
-    s = _ref_heaviside(u - threshold)
+    s = heaviside(u - threshold)
     out.append(s)
   return jnp.stack(out)
 
@@ -141,6 +146,68 @@ def test_bias_argument_matches_reference_with_added_bias(gradient, t, shape, rec
     assert _rel_err(a, b) < 1e-5, (name, _rel_err(a, b))
 
 
+@pytest.mark.parametrize("gradient", ["bpsr", "autodiff"])
+@pytest.mark.parametrize("recurrent,bias", [(False, False), (True, True)])
+def test_non_default_threshold_and_alpha_match_reference(gradient, recurrent, bias):
+  # Threshold and alpha are user flags: the spikes and every gradient at U_th = 0.7,
+  # alpha = 0.3 match the reference run at the same values, and differ from the
+  # reference at the defaults (so a backward that ignores either cannot pass).
+  threshold, alpha = 0.7, 0.3
+  currents, tau, rec, w = _inputs(29, 12, (3, 8), recurrent)
+  b = 0.1 * jax.random.normal(jax.random.PRNGKey(2), (8,)) if bias else None
+
+  def lib(c, tau, rec, b):
+    return jnp.sum(bpsr_jax.lif(c, tau, recurrent_kernel=rec, bias=b, threshold=threshold,
+                                alpha=alpha, gradient=gradient) * w)
+
+  def ref(c, tau, rec, b, threshold=threshold, alpha=alpha):
+    c = c if b is None else c + b
+    return jnp.sum(reference_lif(c, tau, rec, threshold, alpha) * w)
+
+  s_lib, u_lib = bpsr_jax.lif(currents, tau, recurrent_kernel=rec, bias=b,
+                              threshold=threshold, alpha=alpha, gradient=gradient,
+                              return_potentials=True)
+  s_ref = reference_lif(currents if b is None else currents + b, tau, rec, threshold,
+                        alpha)
+  np.testing.assert_array_equal(s_lib, s_ref)
+  np.testing.assert_array_equal(s_lib, (u_lib >= threshold).astype(s_lib.dtype))
+  assert 0 < float(jnp.mean(s_ref)) < 1
+  # Some potentials lie in [0.7, 1.0): they spike here and would not at U_th = 1.
+  assert np.any((np.asarray(u_lib) >= threshold) & (np.asarray(u_lib) < 1.0))
+  argnums = (0, 1) + ((2, 3) if recurrent else ())
+  g_lib = jax.jit(jax.grad(lib, argnums=argnums))(currents, tau, rec, b)
+  g_ref = jax.grad(ref, argnums=argnums)(currents, tau, rec, b)
+  g_default = jax.grad(functools.partial(ref, threshold=1.0, alpha=0.5),
+                       argnums=argnums)(currents, tau, rec, b)
+  for name, a, r, d in zip(["currents", "tau", "recurrent_kernel", "bias"], g_lib, g_ref,
+                           g_default):
+    assert a.shape == r.shape, name
+    assert np.max(np.abs(np.asarray(r))) > 0, name
+    assert _rel_err(a, r) < 1e-5, (name, _rel_err(a, r))
+    assert _rel_err(d, r) > 0.1, name  # the defaults give a different gradient
+
+
+@pytest.mark.parametrize("gradient", ["bpsr", "autodiff"])
+def test_tau_and_bias_with_size_one_axes_get_summed_gradients(gradient):
+  # tau and bias of shape [1, N] broadcast over a batch of 2: their gradients are the
+  # reference's, summed over that axis and kept [1, N].
+  currents, tau, _, w = _inputs(41, 6, (2, 5), False)
+  tau, bias = tau[None, :], 0.1 * jnp.arange(5.0)[None, :]
+
+  def lib(c, tau, b):
+    return jnp.sum(bpsr_jax.lif(c, tau, bias=b, gradient=gradient) * w)
+
+  def ref(c, tau, b):
+    return jnp.sum(reference_lif(c + b, tau) * w)
+
+  g_lib = jax.grad(lib, argnums=(0, 1, 2))(currents, tau, bias)
+  g_ref = jax.grad(ref, argnums=(0, 1, 2))(currents, tau, bias)
+  for name, a, b in zip(["currents", "tau", "bias"], g_lib, g_ref):
+    assert a.shape == b.shape, name
+    assert np.max(np.abs(np.asarray(b))) > 0, name
+    assert _rel_err(a, b) < 1e-5, (name, _rel_err(a, b))
+
+
 def test_bpsr_equals_autodiff_under_vmap_and_grad_of_jit():
   currents, tau, rec, w = _inputs(3, 40, (5, 12), True)
 
@@ -161,6 +228,19 @@ def test_bpsr_equals_autodiff_under_vmap_and_grad_of_jit():
     for a, b in zip(ga, gb):
       assert a.shape == b.shape
       assert _rel_err(a, b) < 1e-5
+
+
+def test_gradient_names_select_their_implementation():
+  # "bpsr" is one custom_vjp over the whole sequence; "autodiff" is a lax.scan whose steps
+  # call the spike's own custom_vjp.
+  c = jnp.ones((4, 2, 3))
+
+  def top_level(gradient):
+    jaxpr = jax.make_jaxpr(lambda c: bpsr_jax.lif(c, 0.5, gradient=gradient))(c)
+    return [e.primitive.name for e in jaxpr.jaxpr.eqns]
+
+  assert top_level("bpsr") == ["custom_vjp_call"]
+  assert "scan" in top_level("autodiff") and "custom_vjp_call" not in top_level("autodiff")
 
 
 def test_potentials_returned_and_differentiable():

@@ -100,6 +100,24 @@ def test_inner_optimizer_sees_masked_gradient():
   np.testing.assert_array_equal(np.asarray(seen[0]["bias"]), [5.0, 6.0])
 
 
+def test_live_weight_below_prune_threshold_is_kept_by_growth_momentum():
+  # eq. 15: mask = (w != 0 and not prune) or grow. A live weight below theta_w whose
+  # momentum passes the growth bar is kept (and trained), not pruned. By hand, beta_m =
+  # 0.5, theta_w = 0.01, theta_m = 0.05, grads g = [1.0, 0.01]:
+  #   m = 0.5 * 0 + 0.5 * g = [0.5, 0.005]; grow = |m| > 0.05 = [True, False];
+  #   both |w| = 0.005 < 0.01 are prune candidates -> the first is kept, SGD moves it to
+  #   0.005 - 0.1 * 1.0 = -0.095; the second is pruned to exactly 0.
+  params = {"kernel": jnp.array([[0.005, 0.005]], jnp.float32)}
+  tx = rw.rewire(optax.sgd(0.1), prune_threshold=0.01, grow_threshold=0.05, momentum=0.5)
+  grads = {"kernel": jnp.array([[1.0, 0.01]], jnp.float32)}
+  new, state = _step(tx, grads, tx.init(params), params)
+  np.testing.assert_array_equal(np.asarray(state.mask["kernel"]), [[True, False]])
+  np.testing.assert_array_equal(np.asarray(state.momentum["kernel"]),
+                                np.array([[0.5, 0.005]], np.float32))
+  np.testing.assert_array_equal(np.asarray(new["kernel"]),
+                                [[np.float32(0.005) - np.float32(0.1), 0.0]])
+
+
 @pytest.mark.parametrize("grow_threshold, grows_at", [(0.8, 3), (0.75, 3), (0.5, 2)])
 def test_regrowth_once_momentum_passes_threshold_and_not_before(grow_threshold,
                                                                  grows_at):
@@ -289,6 +307,39 @@ def test_inner_inject_hyperparams_and_multisteps():
   params, state = _step(tx, grads, state, params)
   np.testing.assert_allclose(np.asarray(params["kernel"]), [[0.0, 0.4]], rtol=1e-5)
   assert float(params["kernel"][0, 0]) == 0.0
+
+
+class _Pair:
+  """A pytree node registered without keys: its children get FlattenedIndexKeys."""
+
+  def __init__(self, a, b):
+    self.a, self.b = a, b
+
+
+jax.tree_util.register_pytree_node(_Pair, lambda p: ((p.a, p.b), None),
+                                   lambda _, c: _Pair(*c))
+
+
+def test_path_str_names_every_key_kind():
+  tree = {"net": [_Pair(1, rw.SynapseCoordinates(pre=2, post=3))]}
+  paths = [rw.path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  assert paths == ["net/0/0", "net/0/1/pre", "net/0/1/post"]
+  assert rw.leaf_name(jax.tree_util.tree_flatten_with_path(tree)[0][2][0]) == "post"
+
+
+def test_explicit_coordinates_checked_by_shape():
+  # Valid coordinates of a wide kernel (sizes past Python's small-int cache) are accepted;
+  # a 1-d pre of the right length is not a [n_pre, d] array.
+  params = {"kernel": jnp.zeros((2, 300))}
+  coords = rw.init_coordinates(params, seed=1)
+  state = rw.rewire(optax.sgd(0.1), prune_threshold=0.1, grow_threshold=0.1,
+                    distance_scale=0.5, coordinates=coords).init(params)
+  np.testing.assert_array_equal(state.coordinates["kernel"].post,
+                                coords["kernel"].post)
+  bad = {"kernel": rw.SynapseCoordinates(pre=jnp.zeros((2,)), post=jnp.zeros((300, 3)))}
+  with pytest.raises(ValueError, match=r"must be pre \[2, d\] and post \[300, d\]"):
+    rw.rewire(optax.sgd(0.1), prune_threshold=0.1, grow_threshold=0.1,
+              coordinates=bad).init(params)
 
 
 def test_coordinates_shapes_and_sharing():
