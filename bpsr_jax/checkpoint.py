@@ -62,7 +62,8 @@ class Checkpointer:
 
     Args:
       like: a pytree with the structure, shapes, dtypes and shardings to restore into
-        (e.g. a freshly initialized train state).
+        (e.g. a freshly initialized train state); ``None``: the saved tree as it is
+        (nested dicts of arrays).
       step: the step; default :meth:`latest_step`.
 
     Returns:
@@ -71,7 +72,8 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    abstract = (None if like is None
+                else jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
     out = self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                       meta=ocp.args.JsonRestore()))
@@ -84,3 +86,25 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def final_params(workdir: str | pathlib.Path) -> PyTree:
+  """The params of the latest checkpoint of a run, as numpy arrays (no template needed).
+
+  Args:
+    workdir: the run's folder (its checkpoints are in ``<workdir>/checkpoints``).
+
+  Raises:
+    FileNotFoundError: no checkpoint there.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  if not directory.is_dir():
+    raise FileNotFoundError(f"no checkpoint in {directory}")
+  ckpt = Checkpointer(directory, asynchronous=False)
+  try:
+    state, _ = ckpt.restore(None)
+  finally:
+    ckpt.close()
+  params = state["params"] if isinstance(state, dict) else state[0]
+  return jax.tree.map(np.asarray, params)

@@ -113,10 +113,10 @@ def test_residual_identity_adds_input_current():
   params = model.init(jax.random.PRNGKey(0), x)["params"]
   out, hidden = model.apply({"params": params}, x)
   p = params["res0"]
-  h1 = bpsr_jax.lif(x @ p["layers_0"]["kernel"] + p["layers_0"]["bias"],
-                    p["layers_0"]["tau"])
-  h2 = bpsr_jax.lif(h1 @ p["layers_1"]["kernel"] + p["layers_1"]["bias"] + x,
-                    p["layers_1"]["tau"])
+  h1 = bpsr_jax.lif(x @ p["fc0"]["kernel"] + p["fc0"]["bias"],
+                    p["fc0"]["tau"])
+  h2 = bpsr_jax.lif(h1 @ p["fc1"]["kernel"] + p["fc1"]["bias"] + x,
+                    p["fc1"]["tau"])
   np.testing.assert_array_equal(hidden[0], h1)
   np.testing.assert_array_equal(hidden[1], h2)
 
