@@ -240,12 +240,9 @@ def _nonzero_mask(w: Array) -> Array:
 
 
 def _conv(x: Array, kernel: Array, strides: int, padding: str) -> Array:
-  """``[..., H, W, C]`` conv with an HWIO kernel (any leading dims), float32."""
-  lead = x.shape[:-3]
-  y = jax.lax.conv_general_dilated(
-      x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32), kernel.astype(jnp.float32),
-      (strides, strides), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return y.reshape(lead + y.shape[1:])
+  """The layers' conv (:func:`bpsr_jax.layers._conv`) in float32, square strides."""
+  return L._conv(jnp.asarray(x, jnp.float32), jnp.asarray(kernel, jnp.float32),  # pylint: disable=protected-access
+                 (strides, strides), padding)
 
 
 def _events(kind: str, x: Array, mask: Array, module: Any, batch_axis: int) -> Array:
