@@ -119,9 +119,10 @@ class TrainConfig:
                                    "recall) in the epoch summaries (always in "
                                    "results.json).")
   divergence_patience: int = _field(5, "Divergence rule (README, 'Resuming'): stop with "
-                                    "exit code 3 when this many log points in a row, after "
-                                    "the first epoch, show chance-level training accuracy "
-                                    "with a flat loss, or a collapse to chance; 0 = off.")
+                                    "exit code 3 when, after the first epoch, the last this "
+                                    "many log points show chance-level training accuracy "
+                                    "and a cross entropy no better than a guess (or a flat "
+                                    "loss); 0 = off.")
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)

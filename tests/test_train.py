@@ -460,15 +460,20 @@ def test_pooling_larger_than_the_image_is_a_config_error(tmp_path):
 
 def test_divergence_rule():
   from bpsr_jax import monitor
-  flat = [dict(loss=2.3026, accuracy=0.1)] * 5
-  assert "stuck at chance" in monitor.divergence(flat, num_classes=10, patience=5)
-  assert monitor.divergence(flat[:4], num_classes=10, patience=5) is None
-  assert monitor.divergence(flat, num_classes=10, patience=0) is None
-  learned = [dict(loss=0.5, accuracy=0.9)] + flat
+  # MNIST at learning rate 1e6 (measured): accuracy around chance, confidently wrong.
+  wrong = [dict(loss=5.0 + 0.4 * (i % 3), ce=4.0 + 0.4 * (i % 3), accuracy=0.1 + 0.01 * i)
+           for i in range(5)]
+  assert "does not learn" in monitor.divergence(wrong, num_classes=10, patience=5)
+  assert monitor.divergence(wrong[:4], num_classes=10, patience=5) is None
+  assert monitor.divergence(wrong, num_classes=10, patience=0) is None
+  learned = [dict(loss=0.5, ce=0.4, accuracy=0.9)] + wrong
   assert "collapsed" in monitor.divergence(learned, num_classes=10, patience=5)
-  moving = [dict(loss=2.3 - 0.05 * i, accuracy=0.1) for i in range(5)]
-  assert monitor.divergence(moving, num_classes=10, patience=5) is None
-  better = flat[:4] + [dict(loss=2.3026, accuracy=0.2)]
+  flat = [dict(loss=2.0, ce=1.9, accuracy=0.1)] * 5
+  assert monitor.divergence(flat, num_classes=10, patience=5)
+  # Near chance but learning (cross entropy below ln 10, loss moving): not diverged.
+  slow = [dict(loss=2.2 - 0.05 * i, ce=2.1 - 0.05 * i, accuracy=0.12) for i in range(5)]
+  assert monitor.divergence(slow, num_classes=10, patience=5) is None
+  better = [dict(w, accuracy=0.3) for w in wrong]
   assert monitor.divergence(better, num_classes=10, patience=5) is None
 
 
