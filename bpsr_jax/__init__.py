@@ -8,22 +8,29 @@ All spike tensors are time-major: ``[T, batch, ...features]``.
 """
 from bpsr_jax import analysis
 from bpsr_jax import checkpoint
+from bpsr_jax import config
 from bpsr_jax import constraints
 from bpsr_jax import data
 from bpsr_jax import encode
 from bpsr_jax import errors
+from bpsr_jax import flops
 from bpsr_jax import layers
 from bpsr_jax import losses
 from bpsr_jax import metrics
 from bpsr_jax import models
+from bpsr_jax import monitor
 from bpsr_jax import neuron
+from bpsr_jax import optim
+from bpsr_jax import parallel
 from bpsr_jax import quantize
 from bpsr_jax import rewiring
+from bpsr_jax import steps
 from bpsr_jax import train
 from bpsr_jax import visualize
+from bpsr_jax import workdir
 from bpsr_jax.analysis import significance_profile
 from bpsr_jax.constraints import clamp, project_params, validate_params
-from bpsr_jax.layers import Conv, Dense, EncodingDense, Pool, Residual
+from bpsr_jax.layers import Conv, Dense, Pool, Residual
 from bpsr_jax.losses import (spike_count_cross_entropy, spike_count_logits, spike_l2,
                              weight_l1)
 from bpsr_jax.metrics import measure
@@ -32,9 +39,14 @@ from bpsr_jax.neuron import DEFAULT_ALPHA, lif, spike, surrogate
 from bpsr_jax.quantize import (DEFAULT_TAU_TERMS, QuantInfo, dequantize_params,
                                integer_apply, integer_leak, quantize_params, round_tau,
                                storage_report)
-from bpsr_jax.rewiring import (RewireState, SynapseCoordinates, find_rewire_states,
-                               init_coordinates, rewire, rewire_masks, synapse_counts)
-from bpsr_jax.train import (NonFiniteLossError, TrainConfig, TrainState, fit, make_mesh,
-                            make_optimizer)
+from bpsr_jax.rewiring import (RewireState, SynapseCoordinates, apply_mask, count_synapses,
+                               find_rewire_states, init_coordinates, rewire, rewire_masks,
+                               synapse_counts)
+from bpsr_jax.checkpoint import final_params
+from bpsr_jax.config import TrainConfig
+from bpsr_jax.optim import make_optimizer
+from bpsr_jax.parallel import make_mesh
+from bpsr_jax.steps import TrainState
+from bpsr_jax.train import NonFiniteLossError, fit
 
 __version__ = "0.1.0"

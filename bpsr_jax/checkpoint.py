@@ -335,3 +335,12 @@ def restore_params(directory: str | pathlib.Path, step: Optional[int] = None) ->
     return ck.restore_params(step)
   finally:
     ck.close()
+
+
+def final_params(workdir: str | pathlib.Path) -> PyTree:
+  """The params of a run's newest valid checkpoint (``<workdir>/checkpoints``), as numpy.
+
+  Raises:
+    CheckpointError: no checkpoint, or none is valid.
+  """
+  return restore_params(pathlib.Path(workdir).absolute() / "checkpoints")

@@ -242,3 +242,31 @@ def frame_events(
   if channels_last:
     frames = frames.transpose(0, 2, 3, 1)
   return frames
+
+
+def random_shift(key: Array, x: Array, max_shift: int) -> Array:
+  """Translates each image by a random integer offset, filling with zeros.
+
+  Args:
+    key: PRNG key.
+    x: ``[B, H, W, C]`` images.
+    max_shift: offsets are drawn uniformly from ``[-max_shift, max_shift]``, per sample
+      and independently along H and W.
+
+  Returns:
+    ``[B, H, W, C]``: ``out[b, i, j] = x[b, i - dy_b, j - dx_b]`` where that lies inside
+    the image, else 0.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"random_shift expects [B, H, W, C] images, got shape {x.shape}")
+  if max_shift == 0:
+    return x
+  b, h, w, c = x.shape
+  s = max_shift
+  padded = jnp.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
+  offsets = jax.random.randint(key, (b, 2), -s, s + 1)
+
+  def crop(img, off):
+    return jax.lax.dynamic_slice(img, (s - off[0], s - off[1], 0), (h, w, c))
+
+  return jax.vmap(crop)(padded, offsets)

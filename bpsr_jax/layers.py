@@ -308,15 +308,6 @@ class Conv(_LIFConfig):
     return self._currents_to_spikes(currents, bias, tau, extra_current)
 
 
-class EncodingDense(Dense):
-  """Flat layer fed with an analog vector ``[batch, in]`` at every one of ``time_steps``.
-
-  The affine part runs once; its currents are repeated over the time steps.
-  """
-
-  encoding: bool = True
-
-
 class Pool(nn.Module):
   """Spatial pooling of spikes ``[T, batch, H, W, C]`` (window = stride = ``size``).
 
@@ -382,6 +373,8 @@ class Residual(nn.Module):
   """
 
   layers: Sequence[nn.Module]
+  # Keep the inner layers' given names (``res1/conv0``), not ``layers_0``.
+  preserve_adopted_names = True
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Tuple[Array, ...]]:

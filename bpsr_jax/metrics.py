@@ -12,20 +12,15 @@ The counts follow the paper's efficiency study (section 3, Table 3 and Fig. 9):
 * **Synaptic operations (SOPs)** per inference: every input spike that reaches a
   non-zero synapse is one accumulate (the event-driven cost). A recurrent synapse fires
   with the spike of the previous step, so the last step's spikes do not count there.
-* **Learning FLOPs** per sample and training step, for a clock-driven (dense in time)
-  implementation: the synaptic contractions forward (``2 * connections * T``) and backward
-  (``dW`` and ``dx``; no ``dx`` into the network input), plus :data:`NEURON_FWD_FLOPS` /
-  :data:`NEURON_BWD_FLOPS` per neuron and step. **Inference FLOPs** are event-driven:
-  SOPs (adds) plus the neuron updates.
-* **Energy** (Fig. 9): a weighted count of operations in units of one float add
-  (:data:`ENERGY_COSTS`: float multiply 4, fixed-point add 0.2, bitwise op 0), for the
-  float SNN, the PTQ fixed-point SNN and ANN / BNN / XNOR-Net references of the same
-  structure (:func:`snn_ops`, :func:`reference_ops`, :func:`energy`).
+  Pooling windows and identity shortcuts pass spikes on: one operation per input spike.
+* FLOPs, operation counts and the energy model (Fig. 9) are in :mod:`bpsr_jax.flops`
+  (re-exported here).
 
-Neuron update per step (eq. 1-2), float SNN: the leak ``tau * u`` (1 multiply), the
-input current and bias (1 add each; encoding layers add their precomputed current) and
-the threshold comparison (1 add); the reset is a bitwise mask. After PTQ (section 2.5) the
-leak is a right shift (bitwise) and the adds and the comparison are fixed-point adds.
+One recorder, :func:`count_events`, counts spikes and synaptic events per sample during
+a forward pass (a :func:`flax.linen.intercept_methods` interceptor, usable under
+``jit``). :func:`measure` and the evaluation step of :func:`bpsr_jax.train.fit` both use
+it, so ``results.json``'s ``spikes_per_sample`` and ``synaptic_ops_per_sample`` equal
+``measure(...).spikes`` and ``.sops`` on the same inputs.
 
 Usage::
 
@@ -42,7 +37,7 @@ operations as fixed point.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -50,19 +45,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpsr_jax import layers as L
+# pylint: disable=unused-import
+from bpsr_jax.flops import (ENERGY_COSTS, NEURON_BWD_FLOPS, NEURON_FWD_FLOPS,
+                            REFERENCE_KINDS, dense_inference_flops, energy, energy_table,
+                            inference_flops, learning_flops, mlp_step_matmul_flops,
+                            reference_ops, snn_ops)
+# pylint: enable=unused-import
 
 Array = jax.Array
-
-#: The paper's energy model (Fig. 9), in units of one floating-point add.
-ENERGY_COSTS: Mapping[str, float] = {
-    "fl_add": 1.0, "fl_mul": 4.0, "fi_add": 0.2, "bit_op": 0.0}
-
-#: FLOPs of one neuron update in the forward pass (leak multiply, reset gate, current add,
-#: threshold compare).
-NEURON_FWD_FLOPS = 4
-#: FLOPs of one neuron step of the reverse scan (Gaussian surrogate ~6, leak path 3,
-#: tau gradient 3, accumulation 2).
-NEURON_BWD_FLOPS = 14
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,38 +197,29 @@ class Report:
 
 
 # ---------------------------------------------------------------------------------------
-# Counting on arrays.
+# The recorder: spikes and synaptic events per sample, one rule for measure and eval.
 
 
-def _nonzero_mask(w: Array) -> Array:
-  return (jnp.asarray(w) != 0).astype(jnp.float32)
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+  """The static description of one recorded layer (see :func:`count_events`).
 
+  Attributes:
+    name: the module path (``"r0"``, ``"res1/conv0"``, ``"pool2"``, ``"res1/identity"``).
+    kind: ``"dense"``, ``"recurrent"``, ``"conv"``, ``"pool"``, ``"shortcut"`` or
+      ``"identity"``.
+    neurons: spiking neurons (0 for pooling and shortcuts).
+    time_steps: T.
+    encoding: the layer receives the analog input.
+    first: the layer reads the network input.
+  """
 
-def _conv(x: Array, kernel: Array, strides: int, padding: str) -> Array:
-  """``[..., H, W, C]`` conv with an HWIO kernel (any leading dims), float32."""
-  lead = x.shape[:-3]
-  y = jax.lax.conv_general_dilated(
-      x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32), kernel.astype(jnp.float32),
-      (strides, strides), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return y.reshape(lead + y.shape[1:])
-
-
-def _linear(kind: str, x: Array, mask: Array, module: Any) -> Array:
-  if kind == "conv":
-    return _conv(x, mask, module.strides, module.padding)
-  if kind == "shortcut" and mask.ndim == 4:
-    return _conv(x, mask, module.strides, "SAME")
-  return x.astype(jnp.float32) @ mask
-
-
-def _connections(kind: str, x_one: Array, mask: Array, module: Any) -> int:
-  """Synapses counted per connection: the linear map of an all-ones sample."""
-  return int(round(float(jnp.sum(_linear(kind, jnp.ones_like(x_one, jnp.float32), mask,
-                                         module)))))
-
-
-# ---------------------------------------------------------------------------------------
-# Recording a forward pass.
+  name: str
+  kind: str
+  neurons: int
+  time_steps: int
+  encoding: bool = False
+  first: bool = False
 
 
 def _module_name(module: nn.Module) -> str:
@@ -248,8 +229,47 @@ def _module_name(module: nn.Module) -> str:
   return module.name or type(module).__name__
 
 
+def _per_sample(a: Array, batch_axis: int = 1) -> Array:
+  """``[..., B, ...]`` -> ``[B]``: the float32 sum over every other axis."""
+  a = jnp.asarray(a, jnp.float32)
+  return jnp.sum(a, axis=tuple(i for i in range(a.ndim) if i != batch_axis))
+
+
+def _nonzero_mask(w: Array) -> Array:
+  return (jnp.asarray(w) != 0).astype(jnp.float32)
+
+
+def _conv(x: Array, kernel: Array, strides: int, padding: str) -> Array:
+  """The layers' conv (:func:`bpsr_jax.layers._conv`) in float32, square strides."""
+  return L._conv(jnp.asarray(x, jnp.float32), jnp.asarray(kernel, jnp.float32),  # pylint: disable=protected-access
+                 (strides, strides), padding)
+
+
+def _events(kind: str, x: Array, mask: Array, module: Any, batch_axis: int) -> Array:
+  """Per sample ``sum_j x_j * fanout_j`` over the existing synapses ``mask``: ``[B]``.
+
+  A dense map contracts with the fan-out vector (``x @ mask`` summed over the outputs,
+  without the matmul); a conv is the conv of ``x`` with the 0/1 kernel summed over the
+  outputs, exact at borders and strides.
+  """
+  if mask.ndim == 4:
+    padding = module.padding if kind == "conv" else "SAME"
+    return _per_sample(_conv(x, mask, module.strides, padding), batch_axis)
+  return _per_sample(jnp.asarray(x, jnp.float32) @ jnp.sum(mask, axis=-1)[:, None],
+                     batch_axis)
+
+
+def _connections(kind: str, x_one: Array, mask: Array, module: Any) -> Array:
+  """Synapses counted per connection: the events of an all-ones sample (a scalar)."""
+  ones = jnp.ones_like(x_one, jnp.float32)
+  if mask.ndim == 4:
+    padding = module.padding if kind == "conv" else "SAME"
+    return jnp.sum(_conv(ones, mask, module.strides, padding))
+  return jnp.sum(ones @ mask)
+
+
 def record(model: nn.Module, variables: Mapping[str, Any], x: Array,
-           **apply_kwargs) -> List[Dict[str, Any]]:
+           **apply_kwargs) -> Tuple[Any, List[Dict[str, Any]]]:
   """Runs ``model.apply(variables, x)`` and records every layer's input and output.
 
   Args:
@@ -260,53 +280,127 @@ def record(model: nn.Module, variables: Mapping[str, Any], x: Array,
     **apply_kwargs: passed to ``model.apply``.
 
   Returns:
-    One dict per layer call, in call order: ``module`` (the bound module), ``name``,
-    ``kind``, ``x`` (its input), ``out`` (its output), ``params`` (its own parameters).
+    ``(model output, calls)``: one dict per layer call, in call order: ``module`` (the
+    bound module), ``name``, ``kind``, ``x`` (its input), ``out`` (its output),
+    ``params`` (its own parameters).
 
   Raises:
     ValueError: no spiking layer was recorded (the model holds no
       :mod:`bpsr_jax.layers` spiking layers, so there are no spikes to measure).
   """
   calls: List[Dict[str, Any]] = []
+  kinds = ((L.Dense, "dense"), (L.Conv, "conv"), (L.Pool, "pool"),
+           (L.Shortcut, "shortcut"), (L.Residual, "residual"))
 
   def interceptor(next_fun, args, kwargs, context):
     module = context.module
-    if context.method_name != "__call__" or not isinstance(
-        module, (L.Dense, L.Conv, L.Pool, L.Shortcut, L.Residual)):
+    kind = next((k for cls, k in kinds if isinstance(module, cls)), None)
+    if context.method_name != "__call__" or kind is None:
       return next_fun(*args, **kwargs)
     entry: Dict[str, Any] = {"module": module, "name": _module_name(module),
-                             "x": args[0] if args else kwargs.get("x")}
-    if isinstance(module, L.Residual):
-      entry["kind"] = "residual"
-      calls.append(entry)
-      out = next_fun(*args, **kwargs)
-      entry["out"] = out[0]
-      entry["params"] = jax.tree_util.tree_map(
-          lambda a: a, module.variables.get("params", {}))
-      return out
+                             "x": args[0] if args else kwargs.get("x"), "kind": kind}
+    calls.append(entry)  # before the call: a block precedes its inner layers
     out = next_fun(*args, **kwargs)
-    params = module.variables.get("params", {})
-    if isinstance(module, L.Dense):
-      kind = "recurrent" if module.recurrent else "dense"
-    elif isinstance(module, L.Conv):
-      kind = "conv"
-    elif isinstance(module, L.Pool):
-      kind = "pool"
-    else:
-      kind = "shortcut"
-    entry.update(kind=kind, out=out, params=params)
-    calls.append(entry)
+    if kind == "dense" and module.recurrent:
+      entry["kind"] = "recurrent"
+    entry["out"] = out[0] if kind == "residual" else out
+    entry["params"] = module.variables.get("params", {})
     return out
 
   with nn.intercept_methods(interceptor):
-    model.apply(variables, x, **apply_kwargs)
+    result = model.apply(variables, x, **apply_kwargs)
   if not any(c["kind"] in ("dense", "recurrent", "conv") for c in calls):
     raise ValueError(
         f"no spikes recorded: {type(model).__name__} called no bpsr_jax spiking layer "
-        "(Dense, EncodingDense, Conv), so there is nothing to measure. Pass a model "
-        "built from bpsr_jax.layers (e.g. bpsr_jax.SNN), or compute the metrics from "
-        "recorded spikes with firing_rates(spikes).")
-  return calls
+        "(Dense, Conv), so there is nothing to measure. Pass a model built from "
+        "bpsr_jax.layers (e.g. bpsr_jax.SNN), or compute the metrics from recorded "
+        "spikes with firing_rates(spikes).")
+  return result, calls
+
+
+def count_events(model: nn.Module, variables: Mapping[str, Any], x: Array,
+                 **apply_kwargs) -> Tuple[Any, List[LayerInfo], List[Dict[str, Array]]]:
+  """Runs the model and counts, per sample, every layer's spikes and synaptic events.
+
+  Works under ``jit`` (the counts are arrays; :class:`LayerInfo` is static). The rules:
+  a spiking layer's ``sops`` are its input spikes times their fan-out over existing
+  synapses (none for an encoding layer, whose input is analog: its ``macs`` are its
+  connections), plus, for a recurrent layer, the spikes of steps ``0..T-2`` times their
+  recurrent fan-out; a projection shortcut's are the same over its kernel; a pooling
+  window or an identity shortcut passes each input spike on (one operation per spike).
+
+  Args:
+    model: a linen module made of :mod:`bpsr_jax.layers` (e.g. ``SNN(spec)``).
+    variables: ``{"params": params}``.
+    x: the model input (``[T, batch, ...]`` spikes or an encoding layer's ``[batch,
+      ...]``).
+    **apply_kwargs: passed to ``model.apply``.
+
+  Returns:
+    ``(model output, infos, counts)``: per recorded layer a :class:`LayerInfo` and a dict
+    of ``spikes``, ``input_spikes``, ``sops`` (``[batch]`` each) and ``synapses``,
+    ``connections``, ``recurrent_connections``, ``macs`` (scalars).
+  """
+  result, calls = record(model, variables, x, **apply_kwargs)
+  first_call = next(c for c in calls if c["kind"] != "residual")
+  if getattr(first_call["module"], "encoding", False):
+    time_steps = int(first_call["module"].time_steps)
+  else:
+    time_steps = int(x.shape[0])
+  infos: List[LayerInfo] = []
+  counts: List[Dict[str, Array]] = []
+  zero = jnp.zeros((), jnp.float32)
+  seen_first = False
+  for c in calls:
+    module, kind, xin = c["module"], c["kind"], c["x"]
+    if kind == "residual":
+      if "shortcut" not in c["params"]:
+        s_in = _per_sample(xin)
+        infos.append(LayerInfo(c["name"] + "/identity", "identity", 0, time_steps))
+        counts.append(dict(spikes=jnp.zeros_like(s_in), input_spikes=s_in, sops=s_in,
+                           synapses=zero, macs=zero, recurrent_connections=zero,
+                           connections=jnp.asarray(np.prod(c["out"].shape[2:]),
+                                                   jnp.float32)))
+      continue
+    enc = bool(getattr(module, "encoding", False))
+    first, seen_first = not seen_first, True
+    batch_axis = 0 if enc else 1
+    x_one = xin[:1] if enc else xin[:1, :1]
+    if kind == "pool":
+      s_in = _per_sample(xin)
+      conns = np.prod(c["out"].shape[2:]) * module.size * module.size
+      infos.append(LayerInfo(c["name"], "pool", 0, time_steps))
+      counts.append(dict(spikes=jnp.zeros_like(s_in), input_spikes=s_in, sops=s_in,
+                         synapses=zero, macs=zero, recurrent_connections=zero,
+                         connections=jnp.asarray(conns, jnp.float32)))
+      continue
+    kmask = _nonzero_mask(c["params"]["kernel"])
+    conns = _connections(kind, x_one, kmask, module)
+    syn = jnp.sum(kmask)
+    out = c["out"]
+    entry = dict(synapses=syn, connections=conns, recurrent_connections=zero, macs=zero)
+    if enc:
+      entry.update(input_spikes=jnp.zeros((xin.shape[0],), jnp.float32),
+                   sops=jnp.zeros((xin.shape[0],), jnp.float32), macs=conns)
+    else:
+      entry.update(input_spikes=_per_sample(xin),
+                   sops=_events(kind, xin, kmask, module, batch_axis))
+    if kind == "shortcut":
+      entry["spikes"] = jnp.zeros_like(entry["sops"])
+      infos.append(LayerInfo(c["name"], "shortcut", 0, time_steps, first=first))
+      counts.append(entry)
+      continue
+    entry["spikes"] = _per_sample(out)
+    if "recurrent_kernel" in c["params"]:
+      rmask = _nonzero_mask(c["params"]["recurrent_kernel"])
+      rsyn = jnp.sum(rmask)
+      entry.update(synapses=syn + rsyn, connections=conns + rsyn,
+                   recurrent_connections=rsyn,
+                   sops=entry["sops"] + _events("dense", out[:-1], rmask, module, 1))
+    infos.append(LayerInfo(c["name"], kind, int(np.prod(out.shape[2:])), time_steps,
+                           encoding=enc, first=first))
+    counts.append(entry)
+  return result, infos, counts
 
 
 def measure(model: nn.Module, variables: Mapping[str, Any], x: Array,
@@ -321,89 +415,26 @@ def measure(model: nn.Module, variables: Mapping[str, Any], x: Array,
     **apply_kwargs: passed to ``model.apply``.
 
   Returns:
-    A :class:`Report` (per sample quantities are averaged over the batch).
+    A :class:`Report` (per sample quantities are averaged over the batch), from the
+    counts of :func:`count_events`.
 
   Raises:
     ValueError: the model records no spiking layer (see :func:`record`).
   """
-  calls = record(model, variables, x, **apply_kwargs)
-  first_call = next(c for c in calls if c["kind"] != "residual")
-  encoding_input = bool(getattr(first_call["module"], "encoding", False)) or isinstance(
-      first_call["module"], L.EncodingDense)
-  if encoding_input:
-    batch = int(x.shape[0])
-    time_steps = int(first_call["module"].time_steps)
-    input_spikes = 0.0
-  else:
-    time_steps, batch = int(x.shape[0]), int(x.shape[1])
-    input_spikes = float(jnp.sum(x)) / batch
-  out: List[LayerMetrics] = []
-  seen_first = False
-  for c in calls:
-    module, kind, xin = c["module"], c["kind"], c["x"]
-    if kind == "residual":
-      if "shortcut" not in c["params"]:
-        last = c["out"]
-        neurons_out = int(np.prod(last.shape[2:]))
-        out.append(LayerMetrics(
-            name=c["name"] + "/identity", kind="identity", neurons=0,
-            time_steps=time_steps, synapses=0, connections=neurons_out,
-            recurrent_connections=0, spikes=0.0,
-            input_spikes=float(jnp.sum(xin)) / batch,
-            sops=float(jnp.sum(xin)) / batch))
-      continue
-    enc = kind in ("dense", "recurrent", "conv") and (
-        isinstance(module, L.EncodingDense) or bool(getattr(module, "encoding", False)))
-    first = not seen_first
-    seen_first = True
-    if enc:
-      x_one = xin[:1]
-    else:
-      x_one = xin[:1, :1]
-    params = c["params"]
-    if kind == "pool":
-      y = c["out"]
-      per_out = module.size * module.size
-      conns = int(np.prod(y.shape[2:])) * per_out
-      s_in = float(jnp.sum(xin)) / batch
-      out.append(LayerMetrics(
-          name=c["name"], kind="pool", neurons=0, time_steps=time_steps, synapses=0,
-          connections=conns, recurrent_connections=0, spikes=0.0, input_spikes=s_in,
-          sops=s_in))
-      continue
-    kmask = _nonzero_mask(params["kernel"])
-    conns = _connections(kind, x_one, kmask, module)
-    syn = int(jnp.sum(kmask))
-    rec_conns = 0
-    if kind == "shortcut":
-      s_in = float(jnp.sum(xin)) / batch
-      sops = float(jnp.sum(_linear(kind, xin, kmask, module))) / batch
-      out.append(LayerMetrics(
-          name=c["name"], kind="shortcut", neurons=0, time_steps=time_steps, synapses=syn,
-          connections=conns, recurrent_connections=0, spikes=0.0, input_spikes=s_in,
-          sops=sops, first=first))
-      continue
-    s = c["out"]
-    neurons = int(np.prod(s.shape[2:]))
-    spikes = float(jnp.sum(s)) / batch
-    if enc:
-      s_in, sops, macs = 0.0, 0.0, float(conns)
-    else:
-      s_in = float(jnp.sum(xin)) / batch
-      sops = float(jnp.sum(_linear(kind, xin, kmask, module))) / batch
-      macs = 0.0
-    if "recurrent_kernel" in params:
-      rmask = _nonzero_mask(params["recurrent_kernel"])
-      rsyn = int(jnp.sum(rmask))
-      syn += rsyn
-      rec_conns = rsyn
-      conns += rsyn
-      sops += float(jnp.sum(s[:-1].astype(jnp.float32) @ rmask)) / batch
-    out.append(LayerMetrics(
-        name=c["name"], kind=kind, neurons=neurons, time_steps=time_steps, synapses=syn,
-        connections=conns, recurrent_connections=rec_conns, spikes=spikes,
-        input_spikes=s_in, sops=sops, macs=macs, encoding=enc, first=first))
-  return Report(out, batch, time_steps, input_spikes)
+  _, infos, counts = count_events(model, variables, x, **apply_kwargs)
+  encoding_input = next(i for i in infos if i.kind != "identity").encoding
+  batch = int(x.shape[0] if encoding_input else x.shape[1])
+  input_spikes = 0.0 if encoding_input else float(jnp.sum(x)) / batch
+  mean = lambda a: float(jnp.sum(a)) / batch
+  exact = lambda a: int(round(float(a)))
+  out = [LayerMetrics(
+      name=i.name, kind=i.kind, neurons=i.neurons, time_steps=i.time_steps,
+      synapses=exact(c["synapses"]), connections=exact(c["connections"]),
+      recurrent_connections=exact(c["recurrent_connections"]), spikes=mean(c["spikes"]),
+      input_spikes=mean(c["input_spikes"]), sops=mean(c["sops"]),
+      macs=float(c["macs"]), encoding=i.encoding, first=i.first)
+         for i, c in zip(infos, counts)]
+  return Report(out, batch, infos[0].time_steps, input_spikes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -447,230 +478,3 @@ def spikes_per_sample(spikes: Sequence[Array]) -> List[float]:
   if hasattr(spikes, "shape"):
     spikes = (spikes,)
   return [float(jnp.sum(s)) / s.shape[1] for s in spikes]
-
-
-# ---------------------------------------------------------------------------------------
-# FLOPs.
-
-
-def learning_flops(report: Report) -> float:
-  """FLOPs of one training step per sample, clock-driven (dense in time).
-
-  Per layer: forward ``2 * connections * T`` (an encoding layer: once) plus
-  ``NEURON_FWD_FLOPS`` per neuron-step; backward ``dW`` the same contraction, ``dx`` too
-  except into the network input, plus ``NEURON_BWD_FLOPS`` per neuron-step. Pooling and
-  shortcuts: forward and ``dx`` only.
-  """
-  t = report.time_steps
-  total = 0.0
-  for l in report.layers:
-    steps = 1 if l.encoding else t
-    fwd = 2.0 * l.connections * steps
-    if l.kind in ("pool", "identity"):
-      total += l.connections * t * 2  # forward window op and its gradient
-      continue
-    dw = fwd
-    dx = 0.0 if (l.first or l.encoding) else 2.0 * (l.connections -
-                                                   l.recurrent_connections) * steps
-    dx += 2.0 * l.recurrent_connections * t  # the recurrent contraction in the scan
-    total += fwd + dw + dx
-    total += (NEURON_FWD_FLOPS + NEURON_BWD_FLOPS) * l.neuron_updates
-  return float(total)
-
-
-def inference_flops(report: Report) -> float:
-  """Event-driven FLOPs per inference: the float adds and multiplies of :func:`snn_ops`."""
-  ops = snn_ops(report)
-  return float(ops["fl_add"] + ops["fl_mul"])
-
-
-def dense_inference_flops(report: Report) -> float:
-  """Clock-driven FLOPs per inference: every connection every step (``2 * conn * T``)."""
-  t = report.time_steps
-  total = 0.0
-  for l in report.layers:
-    total += 2.0 * l.connections * (1 if l.encoding else t)
-    total += NEURON_FWD_FLOPS * l.neuron_updates
-  return float(total)
-
-
-def mlp_step_matmul_flops(sizes: Sequence[int], time_steps: int, batch: int) -> float:
-  """Matmul FLOPs of one training step of a dense spiking MLP (the dense-matmul floor).
-
-  Forward ``x @ W`` per layer, backward ``dW`` per layer and ``dx`` for every layer but
-  the first; each a ``[T * batch, in] x [in, out]`` contraction of ``2 * T * batch * in *
-  out`` FLOPs.
-
-  Args:
-    sizes: layer widths including the input, e.g. ``(784, 800, 10)``.
-    time_steps: T.
-    batch: batch size.
-
-  Returns:
-    FLOPs of the step.
-  """
-  if len(sizes) < 2:
-    raise ValueError(f"sizes needs the input and at least one layer, got {sizes!r}")
-  rows = float(time_steps * batch)
-  total = 0.0
-  for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-    per = 2.0 * rows * a * b
-    total += per * (2 if i == 0 else 3)
-  return total
-
-
-# ---------------------------------------------------------------------------------------
-# Operation counts and energy (Fig. 9).
-
-
-def _zero_ops() -> Dict[str, float]:
-  return {"fl_add": 0.0, "fl_mul": 0.0, "fi_add": 0.0, "bit_op": 0.0}
-
-
-def snn_ops(report: Report, *, quantized: bool = False) -> Dict[str, float]:
-  """Operations of one SNN inference, by type.
-
-  Float SNN: one float add per SOP; per neuron-step one multiply (leak), two adds
-  (current + bias, threshold compare) and one bitwise reset. An encoding layer also
-  computes its analog input's currents once (one multiply and one add per connection).
-  Pooling: max pooling of spikes is a bitwise OR per SOP (average pooling's adds are
-  priced the same way, as bitwise ops; the paper's networks max-pool).
-
-  PTQ SNN (``quantized=True``, section 2.5): SOPs and neuron adds are fixed-point adds,
-  the leak is a right shift (bitwise). An encoding layer's analog multiply-accumulates
-  stay float.
-
-  Args:
-    report: from :func:`measure` (for PTQ, measured with the dequantized parameters).
-    quantized: price the network as n-bit fixed point.
-
-  Returns:
-    ``{"fl_add", "fl_mul", "fi_add", "bit_op"}`` counts per inference.
-  """
-  ops = _zero_ops()
-  add = "fi_add" if quantized else "fl_add"
-  for l in report.layers:
-    if l.kind == "pool":
-      ops["bit_op"] += l.sops
-      continue
-    ops[add] += l.sops
-    ops["fl_mul"] += l.macs
-    ops["fl_add"] += l.macs
-    n = l.neuron_updates
-    if n:
-      if quantized:
-        ops["bit_op"] += 2 * n  # leak shift, reset mask
-      else:
-        ops["fl_mul"] += n
-        ops["bit_op"] += n
-      ops[add] += 2 * n
-  return ops
-
-
-REFERENCE_KINDS = ("ann", "bnn", "xnor", "addernet")
-
-
-def reference_ops(report: Report, kind: str = "ann") -> Dict[str, float]:
-  """Operations of one inference of a non-spiking network of the same structure.
-
-  Each spiking layer becomes a layer of the same connections with one evaluation (no time
-  axis); recurrent synapses are evaluated once.
-
-  * ``"ann"``: a float MAC per connection, a bias add per neuron, ReLU (bitwise sign).
-  * ``"addernet"`` (Chen et al. 2020): the multiply of each MAC becomes a subtraction
-    (2 float adds per connection); batch norm per neuron (1 multiply, 1 add).
-  * ``"bnn"`` (Hubara et al. 2016): binary weights and activations, XNOR + popcount
-    (bitwise) per connection; the first layer sees real inputs (float MACs); batch norm
-    per neuron (1 multiply, 1 add) and a bitwise sign.
-  * ``"xnor"`` (XNOR-Net): as ``"bnn"`` plus one float multiply per neuron for the
-    weight scale.
-
-  Pooling: max pooling is ``window - 1`` comparisons (float adds; bitwise for binary
-  networks) per output.
-
-  Args:
-    report: from :func:`measure` (only the structure is used).
-    kind: one of :data:`REFERENCE_KINDS`.
-
-  Returns:
-    Operation counts per inference, as :func:`snn_ops`.
-  """
-  if kind not in REFERENCE_KINDS:
-    raise ValueError(f"unknown reference network {kind!r}: expected one of "
-                     f"{', '.join(REFERENCE_KINDS)}")
-  ops = _zero_ops()
-  binary = kind in ("bnn", "xnor")
-  for l in report.layers:
-    if l.kind == "pool":
-      ops["bit_op" if binary else "fl_add"] += l.connections
-      continue
-    c = l.connections
-    n = l.neurons
-    if binary and not l.first:
-      ops["bit_op"] += 2 * c
-    elif kind == "addernet" and not l.first:
-      ops["fl_add"] += 2 * c
-    else:
-      ops["fl_mul"] += c
-      ops["fl_add"] += c
-    if n:
-      if kind == "ann":
-        ops["fl_add"] += n
-        ops["bit_op"] += n
-      else:
-        ops["fl_mul"] += n
-        ops["fl_add"] += n
-        ops["bit_op"] += n
-        if kind == "xnor":
-          ops["fl_mul"] += n
-  return ops
-
-
-def energy(ops: Mapping[str, float],
-           costs: Mapping[str, float] = ENERGY_COSTS) -> float:
-  """Normalized energy of a set of operations (unit: one float add).
-
-  Args:
-    ops: counts by type, e.g. from :func:`snn_ops` or :func:`reference_ops`.
-    costs: the cost of each type; the default is the paper's model.
-
-  Returns:
-    ``sum_k ops[k] * costs[k]``.
-
-  Raises:
-    KeyError: an operation type that ``costs`` does not price.
-  """
-  total = 0.0
-  for k, v in ops.items():
-    if k not in costs:
-      raise KeyError(f"no energy cost for operation {k!r}; known: {sorted(costs)}")
-    total += float(v) * float(costs[k])
-  return total
-
-
-def parameter_bits(report: Report, bits: int = 32) -> int:
-  """Storage of the synaptic weights: ``synapses * bits`` (Fig. 9's circle area)."""
-  return int(report.synapses) * int(bits)
-
-
-def energy_table(report: Report, quantized_report: Optional[Report] = None,
-                 references: Sequence[str] = ("ann", "addernet", "bnn", "xnor")
-                 ) -> List[Dict[str, Any]]:
-  """Fig. 9 in numbers: operations and energy per inference of the SNN and references.
-
-  Args:
-    report: the float SNN.
-    quantized_report: the PTQ SNN (measured with dequantized parameters); if None, the
-      float report's structure and spikes priced as fixed point.
-    references: reference networks to list (see :func:`reference_ops`).
-
-  Returns:
-    One dict per network: ``network``, the op counts, ``operations`` and ``energy``.
-  """
-  rows = []
-  for name, ops in ([("snn", snn_ops(report)),
-                     ("snn_ptq", snn_ops(quantized_report or report, quantized=True))]
-                    + [(k, reference_ops(report, k)) for k in references]):
-    rows.append(dict(network=name, **ops, operations=sum(ops.values()),
-                     energy=energy(ops)))
-  return rows

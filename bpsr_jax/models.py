@@ -181,11 +181,6 @@ def parse_spec(spec: str) -> Tuple[LayerSpec, ...]:
   return tuple(out)
 
 
-def num_classes(spec: str) -> int:
-  """The number of output neurons (classes) of a spec."""
-  return parse_spec(spec)[-1].size
-
-
 class SNN(nn.Module):
   """A spiking network built from a spec string.
 
@@ -217,11 +212,9 @@ class SNN(nn.Module):
     if ls.kind == "conv":
       return L.Conv(features=ls.size, kernel_size=ls.kernel_size, strides=ls.strides,
                     encoding=ls.encoding, time_steps=self.time_steps, name=name, **common)
-    dense_cls = L.EncodingDense if ls.encoding else L.Dense
-    kwargs = dict(time_steps=self.time_steps) if ls.encoding else {}
-    return dense_cls(features=ls.size, recurrent=ls.kind == "r",
-                     kernel_init=L.normal_fan_in(self.weight_gain), name=name,
-                     **common, **kwargs)
+    return L.Dense(features=ls.size, recurrent=ls.kind == "r", encoding=ls.encoding,
+                   time_steps=self.time_steps if ls.encoding else None,
+                   kernel_init=L.normal_fan_in(self.weight_gain), name=name, **common)
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Tuple[Array, ...]]:

@@ -26,7 +26,7 @@ Scheme (``bits = n``, threshold ``U_th``, ``K = max_tau_shift``):
     the union of ``2^-k`` and ``1 - 2^-m`` (three signed terms: 61 levels, 1/64, 0.0044).
 
   ``tau_terms = 2`` is the default of :func:`quantize_params` and :func:`round_tau`: on
-  the gas-drift study (``benchmarks/rewire_study.py``) 8-bit PTQ then loses 0.45
+  the gas-drift study (``benchmarks/quantize_study.py``) 8-bit PTQ then loses 0.45
   accuracy points instead of 1.34 (a single shift rounds every tau in ``(1/2, 1)`` to
   1/2 or 1), for one more shift-add per neuron and step and 6 instead of 3 bits per
   tau. ``tau_terms=1`` is the paper's scheme, with the stronger exactness guarantee below.

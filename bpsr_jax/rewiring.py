@@ -451,3 +451,39 @@ def synapse_counts(tree: PyTree, where: Where = None) -> Dict[str, Array]:
               for (p, w), s in zip(flat, treedef.flatten_up_to(selection)) if s}
   counts["total"] = sum(counts.values(), jnp.zeros((), jnp.int32))
   return counts
+
+
+def count_synapses(params: PyTree) -> Dict[str, int]:
+  """Existing (non-zero) synapses per ``kernel``/``recurrent_kernel`` leaf and ``total``,
+  as Python ints (:func:`synapse_counts` on the host)."""
+  return {k: int(v) for k, v in synapse_counts(params).items()}
+
+
+def apply_mask(params: PyTree, mask: Dict[str, Any]) -> PyTree:
+  """Zeroes the weights a connectivity mask marks absent.
+
+  Args:
+    params: the model params.
+    mask: ``{"r0/kernel": bool array, ...}``: leaf paths (as in :func:`count_synapses`)
+      to arrays of the leaf's shape, ``True`` = the synapse exists. Other leaves are kept.
+
+  Returns:
+    The params with ``w * mask`` at the named leaves.
+
+  Raises:
+    ValueError: a path that is not a leaf of ``params``, or a shape mismatch.
+  """
+  flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+  paths = [path_str(p) for p, _ in flat]
+  unknown = sorted(set(mask) - set(paths))
+  if unknown:
+    raise ValueError(f"mask names {unknown}, which are not params; params: {paths}")
+  leaves = []
+  for path, (_, w) in zip(paths, flat):
+    if path in mask:
+      m = np.asarray(mask[path], bool)
+      if m.shape != w.shape:
+        raise ValueError(f"mask[{path!r}] has shape {m.shape}, the weights {w.shape}")
+      w = w * m
+    leaves.append(w)
+  return jax.tree_util.tree_unflatten(treedef, leaves)

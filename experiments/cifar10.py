@@ -12,15 +12,16 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from bpsr_jax import errors
 from experiments import common
 
 flags.DEFINE_enum("source", "auto", ["auto", "bin", "tfds"],
                   "Binary batches ('bin'; 'auto' when --data_dir is given) or TFDS.")
 flags.DEFINE_list("train_batches", ["1", "2", "3", "4", "5"],
                   "Which data_batch_<k>.bin form the training set.")
-common.set_defaults(model="e64c3-[64c3-64c3]-[128c3/2-128c3]-[256c3/2-256c3]-"
-                    "[256c3/2-256c3]-a4-fc256-fc10", encoding="analog", time_steps=8,
-                    epochs=100, batch_size=64, bias_high=0.0)
+# The defaults: flagfiles/cifar10.flags (the one place they live).
+common.set_defaults_from_flagfile("cifar10.flags")
+flags.adopt_module_key_flags(common)
 FLAGS = flags.FLAGS
 
 
@@ -45,8 +46,12 @@ def load():
     d = pathlib.Path(FLAGS.data_dir)
     if (d / "sample_batch.bin").is_file() and not (d / "test_batch.bin").is_file():
       return _sample_split(d / "sample_batch.bin")
-  return data.load_cifar10(FLAGS.data_dir, source=FLAGS.source,
-                           train_batches=[int(b) for b in FLAGS.train_batches])
+  try:
+    batches = [int(b) for b in FLAGS.train_batches]
+  except ValueError:
+    raise errors.ConfigError("--train_batches must be batch numbers like 1,2,3, got "
+                             f"{','.join(FLAGS.train_batches)!r}") from None
+  return data.load_cifar10(FLAGS.data_dir, source=FLAGS.source, train_batches=batches)
 
 
 def main(argv):

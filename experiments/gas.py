@@ -13,15 +13,25 @@ drift protocol (train on the other batches), empty = a stratified random 80/20 s
 from absl import app
 from absl import flags
 
+from bpsr_jax import errors
 from experiments import common
 
 flags.DEFINE_enum("gas_dataset", "open_sampling", ["open_sampling", "drift"],
                   "Which UCI gas dataset --data_dir holds.")
 flags.DEFINE_list("test_batches", [], "Drift set only: batch numbers held out for the "
                   "test set (empty: random stratified split).")
-common.set_defaults(model="r81-fc36-fc10", encoding="rank_order", time_steps=25,
-                    epochs=50, batch_size=32, balanced_accuracy=True)
+# The defaults: flagfiles/gas.flags (the one place they live).
+common.set_defaults_from_flagfile("gas.flags")
+flags.adopt_module_key_flags(common)
 FLAGS = flags.FLAGS
+
+
+def _batch_numbers(name):
+  try:
+    return [int(b) for b in FLAGS[name].value]
+  except ValueError:
+    raise errors.ConfigError(f"--{name} must be batch numbers like 6,7,8, got "
+                             f"{','.join(FLAGS[name].value)!r}") from None
 
 
 def load():
@@ -30,7 +40,7 @@ def load():
     raise FileNotFoundError(f"no --data_dir given: the folder with the {FLAGS.gas_dataset} "
                             "files")
   if FLAGS.gas_dataset == "drift":
-    tb = [int(b) for b in FLAGS.test_batches] or None
+    tb = _batch_numbers("test_batches") or None
     return data.load_gas_drift(FLAGS.data_dir, test_batches=tb, seed=FLAGS.seed)
   if FLAGS.test_batches:
     raise app.UsageError("--test_batches applies to --gas_dataset=drift only")

@@ -28,8 +28,9 @@ flags.DEFINE_bool("lc_counts", True, "Keep the number of level crossings per tim
                   "(several spikes in one step) instead of clipping it to one spike.")
 flags.DEFINE_float("window_before", 0.7, "Beat window: seconds before the R peak.")
 flags.DEFINE_float("window_after", 0.5, "Beat window: seconds after the R peak.")
-common.set_defaults(model="r18-fc8-fc5", encoding="none", time_steps=40, epochs=20,
-                    batch_size=64, balanced_accuracy=True)
+# The defaults: flagfiles/mitbih.flags (the one place they live).
+common.set_defaults_from_flagfile("mitbih.flags")
+flags.adopt_module_key_flags(common)
 FLAGS = flags.FLAGS
 
 

@@ -13,11 +13,9 @@ from experiments import common
 
 flags.DEFINE_enum("source", "auto", ["auto", "idx", "tfds"],
                   "Where MNIST comes from: IDX files ('auto'/'idx') or TFDS.")
-# The defaults are those of flagfiles/mnist.flags (the paper's run).
-common.set_defaults(model="r1000-fc100-fc10", encoding="rank_order", time_steps=10,
-                    epochs=20, batch_size=64, optimizer="adamw", weight_decay=1e-2,
-                    schedule="cosine", bias_high=0.0, lambda_s=1e-3, lambda_w=1e-5,
-                    rewire=True, augment_shift=2, log_every=100, checkpoint_every=500)
+# The defaults: flagfiles/mnist.flags (the one place they live).
+common.set_defaults_from_flagfile("mnist.flags")
+flags.adopt_module_key_flags(common)
 FLAGS = flags.FLAGS
 
 

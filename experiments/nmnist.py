@@ -15,8 +15,9 @@ from experiments import common
 flags.DEFINE_float("duration_us", None, "Frame a fixed span [0, duration_us) instead of "
                    "each recording's own span.")
 flags.DEFINE_bool("first_saccade_only", False, "Keep only the first of the 3 saccades.")
-common.set_defaults(model="8c5/2-16c5/2-r128-fc10", encoding="none", time_steps=20,
-                    epochs=20, batch_size=32)
+# The defaults: flagfiles/nmnist.flags (the one place they live).
+common.set_defaults_from_flagfile("nmnist.flags")
+flags.adopt_module_key_flags(common)
 FLAGS = flags.FLAGS
 
 

@@ -110,19 +110,6 @@ def test_fit_normalizer():
     data.fit_normalizer(x, "robust")
 
 
-def test_as_grain_batches():
-  ds = _toy(10)
-  g = data.as_grain(ds, 4, seed=0)
-  batches = list(g)
-  assert len(batches) == 2
-  x, y = batches[0]
-  assert x.shape == (4, 3, 2) and y.shape == (4,)
-  seen = np.concatenate([b[1] for b in batches])
-  assert len(seen) == 8
-  again = [b[1] for b in data.as_grain(ds, 4, seed=0)]
-  np.testing.assert_array_equal(np.concatenate(again), seen)
-
-
 def test_require_dir_message(tmp_path):
   with pytest.raises(FileNotFoundError, match="nowhere.*expected a directory with X files"):
     common.require_dir(tmp_path / "nowhere", "Toy", "X files")

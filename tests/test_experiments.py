@@ -28,16 +28,29 @@ def run_exp(name, *args, timeout=300):
 
 
 def check_results(workdir, epochs=1):
-  assert (workdir / "results.json").exists()
+  """results.json is the last epoch's evaluation, internally consistent, with the run's
+  identity, metrics and TensorBoard events beside it."""
   r = json.loads((workdir / "results.json").read_text())
-  assert 0.0 <= r["test_accuracy"] <= 1.0
-  assert 0.0 <= r["balanced_accuracy"] <= 1.0
-  assert 0.0 < r["firing_rate"] < 1.0
-  assert r["spikes_per_sample"] > 0 and r["synaptic_ops_per_sample"] > 0
-  assert r["synapses"] > 0 and r["train_seconds"] > 0 and r["epochs"] == epochs
-  assert r["flags"]["model"] and "workdir" in r["flags"]
-  lines = (workdir / "metrics.jsonl").read_text().splitlines()
-  assert len(lines) == epochs
+  lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [l["epoch"] for l in lines] == list(range(epochs))
+  for k in ("test_accuracy", "spikes_per_sample", "synapses", "synaptic_ops_per_sample",
+            "firing_rate", "balanced_accuracy"):
+    assert r[k] == lines[-1][k], k
+  # The accuracy is a count of right answers over the test set.
+  right = r["test_accuracy"] * r["num_test"]
+  assert abs(right - round(right)) < 1e-6 and 0 <= right <= r["num_test"]
+  assert r["synapses"] == r["synapses_per_layer"]["total"] > 0
+  assert sum(v for k, v in r["synapses_per_layer"].items() if k != "total") == r["synapses"]
+  assert r["spikes_per_sample"] == pytest.approx(sum(r["spikes_per_sample_per_layer"].values()))
+  assert set(r["firing_rate_per_layer"]) == set(r["spikes_per_sample_per_layer"])
+  assert 0.0 < r["firing_rate"] < 1.0 and r["synaptic_ops_per_sample"] > 0
+  batch = r["flags"]["batch_size"]
+  assert r["epochs"] == epochs and r["steps"] == epochs * (r["num_train"] // batch)
+  assert r["flags"]["model"] and "workdir" in r["flags"] and r["train_seconds"] > 0
+  ident = json.loads((workdir / "run.json").read_text())
+  assert ident["config"]["model"] == r["flags"]["model"]
+  assert ident["train_data"]["n"] == r["num_train"]
+  assert list(workdir.glob("events.out.tfevents.*"))
   return r
 
 
@@ -198,7 +211,7 @@ def test_flagfile_parses(flagfile):
 
 def test_every_experiment_has_a_quick_and_a_paper_flagfile():
   names = {p.stem for p in FLAGFILES.glob("*.flags")}
-  for exp in ("mnist", "nmnist", "cifar10", "mitbih"):
+  for exp in ("mnist", "nmnist", "cifar10", "mitbih", "gas_drift"):
     assert exp in names and f"{exp}_quick" in names
   assert {"gas", "gas_drift", "gas_drift_quick", "mnist_rate", "mitbih18"} <= names
 
@@ -244,8 +257,8 @@ def test_colab_notebook_runs_on_cpu(tmp_path):
   assert install and "pip install" in install[0].source and "REPO" in install[0].source
   params = [c for c in nb.cells if "parameters" in tags(c)]
   assert len(params) == 1
-  params[0].source += ("\nMODEL = 'r16-fc10'\nTIME_STEPS = 4\nTRAIN_LIMIT = 128\n"
-                       "TEST_LIMIT = 64\nBATCH_SIZE = 32\n"
+  params[0].source += ("\nOVERRIDES = {'model': 'r16-fc10', 'time_steps': '4', "
+                       "'train_limit': '128', 'test_limit': '64', 'batch_size': '32'}\n"
                        f"WORKDIR = {str(tmp_path / 'nb')!r}\n")
   nb.cells = [c for c in nb.cells if "skip-in-tests" not in tags(c)]
   code = "\n\n".join(c.source for c in nb.cells if c.cell_type == "code")
@@ -254,6 +267,15 @@ def test_colab_notebook_runs_on_cpu(tmp_path):
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "test_accuracy" in proc.stdout
   assert (tmp_path / "nb" / "results.json").exists()
+  # The same run from the binary gives the same numbers.
+  proc = run_exp("mnist", f"--flagfile={FLAGFILES / 'mnist_quick.flags'}",
+                 "--model=r16-fc10", "--time_steps=4", "--train_limit=128",
+                 "--test_limit=64", "--batch_size=32", f"--workdir={tmp_path / 'cli'}")
+  _ok(proc)
+  nb_r = json.loads((tmp_path / "nb" / "results.json").read_text())
+  cli_r = json.loads((tmp_path / "cli" / "results.json").read_text())
+  for k in ("test_accuracy", "spikes_per_sample", "synapses", "synaptic_ops_per_sample"):
+    assert nb_r[k] == cli_r[k], k
 
 
 def test_mnist_defaults_are_the_paper_flagfile():
@@ -274,3 +296,91 @@ def test_mnist_defaults_are_the_paper_flagfile():
     _ok(proc)
     outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
   assert outs[0] == outs[1]
+
+
+# ----------------------------------------------------------------------------------------
+# One configuration source.
+
+_MAIN = {"mnist": "mnist.flags", "nmnist": "nmnist.flags", "cifar10": "cifar10.flags",
+         "mitbih": "mitbih.flags", "gas_drift": "gas.flags"}
+
+
+@pytest.mark.parametrize("quick", sorted(p.name for p in FLAGFILES.glob("*_quick.flags")))
+def test_quick_flagfiles_pin_every_setting_that_matters(quick):
+  """A quick run is the same whatever the binary's defaults: its flagfile alone (on the
+  TrainConfig defaults, as the notebook reads it) gives the binary's configuration."""
+  from bpsr_jax import config  # pylint: disable=g-import-not-at-top
+  exp = quick[:-len("_quick.flags")]
+  main = config.read_flagfile(FLAGFILES / _MAIN[exp])
+  flags = config.read_flagfile(FLAGFILES / quick)
+  assert (config.TrainConfig.from_dict({**main, **flags})
+          == config.TrainConfig.from_dict(flags))
+
+
+def test_cifar10_flagfile_is_the_resnet11():
+  from bpsr_jax import config, models  # pylint: disable=g-import-not-at-top
+  assert config.read_flagfile(FLAGFILES / "cifar10.flags")["model"] == models.CIFAR10_RESNET11
+
+
+def test_flags_are_generated_from_the_config():
+  code = (
+      "import dataclasses, json\n"
+      "from absl import flags\n"
+      "import experiments.gas\n"
+      "from experiments import common\n"
+      "from bpsr_jax import config\n"
+      "F = flags.FLAGS\n"
+      "F(['prog'])\n"
+      "out = {}\n"
+      "for f in dataclasses.fields(config.TrainConfig):\n"
+      "  fl = F[f.name]\n"
+      "  out[f.name] = [fl.help == f.metadata['help'], type(fl.value).__name__,\n"
+      "                 sorted(getattr(fl.parser, 'enum_values', None) or []) ==\n"
+      "                 sorted(f.metadata['choices'] or [])]\n"
+      "mine = {f.name for f in F.get_flags_for_module(common)}\n"
+      "print(json.dumps([out, sorted(mine)]))\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV,
+                        capture_output=True, text=True, timeout=120)
+  _ok(proc)
+  out, mine = json.loads(proc.stdout.strip().splitlines()[-1])
+  from bpsr_jax import config  # pylint: disable=g-import-not-at-top
+  types = {f: config.field_type(f).__name__ for f in out}
+  for name, (same_help, type_name, same_choices) in out.items():
+    assert same_help and same_choices and type_name == types[name], name
+  run_flags = {"workdir", "overwrite", "data_dir", "train_limit", "test_limit",
+               "distributed", "stop_after_steps", "debug"}
+  assert set(mine) == set(out) | run_flags
+
+
+def test_help_lists_the_shared_flags():
+  proc = run_exp("nmnist", "--help", timeout=120)
+  _ok(proc)
+  for flag in ("--lambda_s", "--model", "--workdir", "--train_limit", "--overwrite",
+               "--debug", "--duration_us"):
+    assert flag in proc.stdout, flag
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (("--stop_after_steps=0",), 2, "--stop_after_steps must be positive"),
+    (("--tau_init=2",), 2, "--tau_init must lie in [0, 1]"),
+    (("--count_scale=0",), 2, "--count_scale must be"),
+    (("--model=a30-fc10", "--encoding=rate", "--train_limit=64", "--test_limit=32"), 2,
+     "'a30' needs a feature map"),
+])
+def test_binary_errors_are_one_line_with_exit_codes(tmp_path, args, code, message):
+  proc = run_exp("mnist", f"--workdir={tmp_path / 'w'}", *args, timeout=120)
+  assert proc.returncode == code, proc.stderr[-3000:]
+  assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_workdir_of_another_run_exits_6(tmp_path):
+  w = tmp_path / "w"
+  w.mkdir()
+  (w / "metrics.jsonl").write_text("{}\n")
+  proc = run_exp("mnist", f"--workdir={w}", "--train_limit=64", "--test_limit=32",
+                 timeout=120)
+  assert proc.returncode == 6 and "no run.json" in proc.stderr, proc.stderr[-3000:]
+  assert (w / "metrics.jsonl").read_text() == "{}\n"
+  debug = run_exp("mnist", f"--workdir={w}", "--train_limit=64", "--test_limit=32",
+                  "--debug", timeout=120)
+  assert "Traceback" in debug.stderr

@@ -39,7 +39,7 @@ def test_conv_layer_is_conv_then_lif():
 
 
 def test_encoding_layer_repeats_the_analog_input():
-  layer = layers.EncodingDense(features=5, time_steps=6)
+  layer = layers.Dense(features=5, encoding=True, time_steps=6)
   x = jax.random.uniform(jax.random.PRNGKey(0), (3, 7))
   p = layer.init(jax.random.PRNGKey(1), x)["params"]
   s = layer.apply({"params": p}, x)

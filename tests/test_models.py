@@ -91,17 +91,28 @@ def test_conv_net_shapes_shared_tau():
 
 def test_cifar_resnet_encoding_and_residual_names():
   spec = "e8c3-[8c3-8c3]-[16c3/2-16c3]-a2-fc10"
-  model = bpsr_jax.SNN(spec, time_steps=3)
-  x = jnp.ones((2, 16, 16, 3))  # analog image, no time axis
+  model = bpsr_jax.SNN(spec, time_steps=3, bias_high=0.5)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))  # analog, no time axis
   params = model.init(jax.random.PRNGKey(0), x)["params"]
-  assert set(params["res1"]) == {"layers_0", "layers_1"}  # identity shortcut
-  assert set(params["res2"]) == {"layers_0", "layers_1", "shortcut"}
+  # Inner layers keep their own names inside the block.
+  assert set(params["res1"]) == {"conv0", "conv1"}  # identity shortcut
+  assert set(params["res2"]) == {"conv0", "conv1", "shortcut"}
   assert params["res2"]["shortcut"]["kernel"].shape == (1, 1, 8, 16)
   out, hidden = model.apply({"params": params}, x)
   assert out.shape == (3, 2, 10)
   assert len(hidden) == 5
-  # The encoding layer sees the same image at every step: with a constant current and
-  # u^0 = 0 its first-step potential is the conv output, identical for all pixels' steps.
+  # The encoding layer sees the same image at every step: its current is the conv of the
+  # image plus the bias, constant over time; a loop LIF on it gives its spikes.
+  p = params["conv0"]
+  current = np.asarray(jax.lax.conv_general_dilated(
+      x, p["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))) + p["bias"]
+  u, s, want = np.zeros_like(current), np.zeros_like(current), []
+  for _ in range(3):
+    u = float(p["tau"]) * u * (1 - s) + current
+    s = (u >= 1.0).astype(np.float32)
+    want.append(s)
+  np.testing.assert_array_equal(np.asarray(hidden[0]), np.stack(want))
+  assert 0 < np.stack(want).mean() < 1
   full = bpsr_jax.SNN(bpsr_jax.CIFAR10_RESNET11, time_steps=2)
   p = jax.eval_shape(lambda: full.init(jax.random.PRNGKey(0), jnp.ones((1, 32, 32, 3))))
   n = sum(np.prod(v.shape) for v in jax.tree_util.tree_leaves(p))
@@ -115,10 +126,10 @@ def test_residual_identity_adds_input_current():
   params = model.init(jax.random.PRNGKey(0), x)["params"]
   out, hidden = model.apply({"params": params}, x)
   p = params["res0"]
-  h1 = bpsr_jax.lif(x @ p["layers_0"]["kernel"] + p["layers_0"]["bias"],
-                    p["layers_0"]["tau"])
-  h2 = bpsr_jax.lif(h1 @ p["layers_1"]["kernel"] + p["layers_1"]["bias"] + x,
-                    p["layers_1"]["tau"])
+  h1 = bpsr_jax.lif(x @ p["fc0"]["kernel"] + p["fc0"]["bias"],
+                    p["fc0"]["tau"])
+  h2 = bpsr_jax.lif(h1 @ p["fc1"]["kernel"] + p["fc1"]["bias"] + x,
+                    p["fc1"]["tau"])
   np.testing.assert_array_equal(hidden[0], h1)
   np.testing.assert_array_equal(hidden[1], h2)
 

@@ -5,7 +5,7 @@ Every loader returns `(train, test)` `Dataset`s, sample-major (`x [N, ...]`, int
 spikes in the train step (`bpsr_jax.encode`); `kind="spikes"` data (N-MNIST frames,
 MIT-BIH level crossings) are stored as uint8 `[N, T, ...]` spike trains and go
 time-major with `to_time_major`. Batches: `batch_indices` (deterministic from
-`(seed, epoch)`), `get_batch`, `iterate_batches`, or `as_grain`.
+`(seed, epoch)`), `get_batch` or `iterate_batches`.
 
 Each loader reads the dataset's original files from a directory (no network); the
 online routes are TFDS (`source="tfds"`), tonic's download and `wfdb.dl_database`
@@ -15,7 +15,6 @@ imported only when used.
 
 from bpsr_jax.data.cifar10 import load_cifar10
 from bpsr_jax.data.cifar10 import read_cifar10_bin
-from bpsr_jax.data.common import as_grain
 from bpsr_jax.data.common import batch_indices
 from bpsr_jax.data.common import Dataset
 from bpsr_jax.data.common import fit_normalizer
@@ -32,7 +31,6 @@ from bpsr_jax.data.nmnist import load_nmnist
 
 __all__ = [
     "Dataset",
-    "as_grain",
     "batch_indices",
     "fit_normalizer",
     "get_batch",

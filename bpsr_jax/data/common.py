@@ -1,7 +1,7 @@
 """Dataset container, deterministic splitting, batching and feature normalization.
 
-Shared by every loader of `bpsr_jax.data`. Everything here is plain numpy (plus an
-optional grain view), deterministic from explicit seeds.
+Shared by every loader of `bpsr_jax.data`. Everything here is plain numpy,
+deterministic from explicit seeds.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ __all__ = [
     "stratified_split",
     "fit_normalizer",
     "Normalizer",
-    "as_grain",
     "require_dir",
 ]
 
@@ -267,19 +266,3 @@ def fit_normalizer(
     lo, hi = x.min(0), x.max(0)
     return Normalizer(offset=lo, scale=np.where(hi > lo, hi - lo, 1.0))
   raise ValueError(f"normalization must be 'zscore' or 'minmax', got {method!r}")
-
-
-def as_grain(ds: Dataset, batch_size: int, *, seed: int, shuffle: bool = True,
-             drop_remainder: bool = True):
-  """A `grain.MapDataset` of `(x, y)` numpy batches (sample-major), seeded shuffle.
-
-  For grain pipelines (prefetch, multiprocessing). Grain's own shuffle order is used,
-  so it differs from `batch_indices`; both are deterministic from the seed.
-  """
-  import grain  # pylint: disable=g-import-not-at-top
-
-  src = grain.MapDataset.range(len(ds))
-  if shuffle:
-    src = src.shuffle(seed=seed)
-  src = src.map(lambda i: (ds.x[i], ds.y[i]))
-  return src.batch(batch_size, drop_remainder=drop_remainder)

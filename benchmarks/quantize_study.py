@@ -1,4 +1,4 @@
-"""Rewiring + l1 vs dense training, and post-training quantization, on gas drift.
+"""Dense vs rewired (rewiring + l1) training, then post-training quantization, on gas drift.
 
 Trains the rMLP ``r81-fc36-fc6`` on the UCI gas sensor array drift data (128 features,
 6 gases, stratified random 80/20 split, rank-order coding) twice with the same seed:
@@ -12,7 +12,7 @@ table: test accuracy, synapse count and storage of each variant.
 
 Usage (about 1.5 minutes on 2 CPU cores)::
 
-    python benchmarks/rewire_study.py --data_dir ../shared/data/gas-drift
+    python benchmarks/quantize_study.py --data_dir ../shared/data/gas-drift
 
 Standalone on purpose: it uses the core modules only (models, losses, encode, rewire,
 constraints, quantize, data), not ``bpsr_jax.train``.
