@@ -19,6 +19,7 @@ from bpsr_jax import models
 from bpsr_jax import neuron
 from bpsr_jax import quantize
 from bpsr_jax import rewiring
+from bpsr_jax import spmm
 from bpsr_jax import train
 from bpsr_jax import visualize
 from bpsr_jax.analysis import significance_profile

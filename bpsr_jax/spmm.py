@@ -33,12 +33,17 @@ Array = jax.Array
 #: Measured with ``python benchmarks/sparse_train.py`` (2-core x86_64, shared machine):
 #: ``[640, 784] @ [784, 1000]`` and ``[784, 640] @ [640, 1000]`` (the MNIST main job's
 #: input layer) and ``[640, 1000] x [1000, 1000]`` (its recurrent layer) are faster
-#: sparse up to a density of about 0.1-0.15 and slower from 0.3.
+#: sparse up to a density of about 0.1-0.2 (1.0-5x) and slower at 0.3 (0.66-0.95x).
 CPU_CROSSOVER = 0.1
 
 #: Products with fewer output columns than this stay dense (a readout to 10 classes is
 #: cheaper as one small matmul than as a callback).
 MIN_COLUMNS = 64
+
+#: Products with fewer rows than this stay dense: a callback costs too much for one
+#: step's ``[64, 1000] @ [1000, 1000]`` recurrent current (measured 0.13-0.92x of
+#: dense at densities 0.005-0.3, ``benchmarks/sparse_train.py``).
+MIN_ROWS = 256
 
 try:  # numba is optional: without it every product is dense.
   import numba
@@ -93,9 +98,8 @@ def _host_outer(bits_t, d):
 
 
 def _sparse_pays(bits: Array, n: int) -> bool:
-  """Static part of the choice: numba present and enough output columns."""
-  del bits
-  return numba is not None and n >= MIN_COLUMNS
+  """Static part of the choice: numba present, enough rows and output columns."""
+  return numba is not None and n >= MIN_COLUMNS and bits.shape[0] >= MIN_ROWS
 
 
 def _dense_count(bits: Array, crossover: float) -> Array:

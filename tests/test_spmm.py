@@ -21,6 +21,7 @@ def always_sparse(monkeypatch):
   """Every product takes the sparse kernel on a CPU (any density, any width)."""
   monkeypatch.setattr(spmm, "CPU_CROSSOVER", 1.0)
   monkeypatch.setattr(spmm, "MIN_COLUMNS", 1)
+  monkeypatch.setattr(spmm, "MIN_ROWS", 1)
 
 
 def _bits(seed, shape, p):
@@ -29,7 +30,7 @@ def _bits(seed, shape, p):
 
 @pytest.mark.parametrize("p", [0.0, 0.02, 0.5])
 @pytest.mark.parametrize("crossover", [0.0, 1.0])  # dense branch / sparse branch
-def test_products_equal_float64_dense(p, crossover):
+def test_products_equal_float64_dense(always_sparse, p, crossover):
   bits = _bits(0, (37, 70), p)
   w = np.random.default_rng(1).normal(size=(70, 65)).astype(np.float32)
   d = np.random.default_rng(2).normal(size=(37, 65)).astype(np.float32)
