@@ -40,10 +40,12 @@ CPU_CROSSOVER = 0.1
 #: cheaper as one small matmul than as a callback).
 MIN_COLUMNS = 64
 
-#: Products with fewer rows than this stay dense: a callback costs too much for one
-#: step's ``[64, 1000] @ [1000, 1000]`` recurrent current (measured 0.13-0.92x of
-#: dense at densities 0.005-0.3, ``benchmarks/sparse_train.py``).
-MIN_ROWS = 256
+#: Products with fewer rows than this stay dense (the callback's fixed cost). 64 keeps
+#: the recurrent current of each step (``[64, 1000] @ [1000, 1000]``) sparse: alone it
+#: timed 0.13-0.92x of dense (each call a separate dispatch, loaded machine), but inside
+#: the main job's step it measured 2.57x and 3.22x over dense against 1.89x with it
+#: dense (``benchmarks/sparse_train.py --tables step --min_rows 1`` / ``256``).
+MIN_ROWS = 64
 
 try:  # numba is optional: without it every product is dense.
   import numba
