@@ -24,6 +24,7 @@ from bpsr_jax import optim
 from bpsr_jax import parallel
 from bpsr_jax import quantize
 from bpsr_jax import rewiring
+from bpsr_jax import spmm
 from bpsr_jax import steps
 from bpsr_jax import train
 from bpsr_jax import visualize

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from bpsr_jax import neuron
+from bpsr_jax import spmm
 from bpsr_jax.errors import ConfigError
 
 Array = jax.Array
@@ -163,6 +164,46 @@ def _spike_linear_bwd(op, res, g):
 spike_linear.defvjp(_spike_linear_fwd, _spike_linear_bwd)
 
 
+@jax.custom_vjp
+def spike_dense(x: Array, kernel: Array) -> Array:
+  """``x @ kernel`` for binary ``x`` ``[..., in]``, with spike-sparse products.
+
+  Like :func:`spike_linear` with :func:`_matmul` (the spikes are kept for the backward
+  pass as booleans), but the forward product and the kernel gradient ``x^T g`` add one
+  weight (cotangent) row per spike when the spikes are sparse enough
+  (:func:`bpsr_jax.spmm.spike_matmul`, :func:`bpsr_jax.spmm.spike_outer`: on a CPU up
+  to the measured density crossover; elsewhere dense). Equal to ``x @ kernel`` and its
+  gradients to float round-off.
+
+  Args:
+    x: ``[..., in]`` spikes in {0, 1}.
+    kernel: ``[in, out]``.
+
+  Returns:
+    ``[..., out]`` in ``x``'s dtype.
+  """
+  return _spike_dense_fwd(x, kernel)[0]
+
+
+def _spike_dense_fwd(x, kernel):
+  bits = x.reshape((-1, x.shape[-1])) != 0
+  kernel_x = kernel.astype(x.dtype)
+  y = spmm.spike_matmul(bits, kernel_x, dense=_platform_matmul)
+  return y.reshape(x.shape[:-1] + (kernel.shape[-1],)), (bits, kernel)
+
+
+def _spike_dense_bwd(res, g):
+  bits, kernel = res
+  g2 = g.reshape((-1, g.shape[-1]))
+  dkernel = spmm.spike_outer(bits, g2).astype(kernel.dtype)
+  dx = _platform_matmul(g2, kernel.astype(g.dtype).T).reshape(
+      g.shape[:-1] + (kernel.shape[0],))
+  return dx, dkernel
+
+
+spike_dense.defvjp(_spike_dense_fwd, _spike_dense_bwd)
+
+
 class _LIFConfig(nn.Module):
   """Fields shared by all spiking layers (not instantiated directly).
 
@@ -246,7 +287,7 @@ class Dense(_LIFConfig):
       rec = self.param("recurrent_kernel", self.recurrent_init,
                        (self.features, self.features), self.param_dtype)
     if self.spike_input and not self.encoding:
-      currents = spike_linear(_matmul, x, kernel)
+      currents = spike_dense(x, kernel)
     else:
       currents = _matmul(x, kernel)
     return self._currents_to_spikes(currents, bias, tau, extra_current, rec)

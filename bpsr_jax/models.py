@@ -193,6 +193,9 @@ class SNN(nn.Module):
     tau_init: initial leak factor (the paper: 0.5).
     bias_high: biases are initialized from ``U(0, bias_high)`` (the paper: 1.0).
     weight_gain: dense kernels are ``N(0, weight_gain / sqrt(fan_in))``.
+    binary_input: the input ``[T, batch, ...]`` is known to be spikes in {0, 1} (rate
+      or rank-order coded); the first layer then uses the spike-input products
+      (booleans kept for the backward, sparse products where they pay).
   """
 
   spec: str
@@ -203,6 +206,7 @@ class SNN(nn.Module):
   tau_init: float = 0.5
   bias_high: float = 1.0
   weight_gain: float = 1.0
+  binary_input: bool = False
 
   def _make(self, ls: LayerSpec, name: Optional[str] = None, *, binary_input: bool = False,
             **extra):
@@ -234,7 +238,7 @@ class SNN(nn.Module):
     hidden = []
     h = x
     first_dense = True
-    binary = False  # is h known to be 0/1 spikes (the external input is not assumed so)
+    binary = self.binary_input  # is h known to be 0/1 spikes
     for i, ls in enumerate(specs):
       if ls.kind in ("fc", "r"):
         if first_dense:

@@ -36,6 +36,8 @@ import numpy as np
 
 from bpsr_jax.errors import ConfigError
 
+from bpsr_jax import spmm
+
 Array = jax.Array
 
 #: Default width of the Gaussian surrogate (in units of membrane potential). With the
@@ -112,6 +114,13 @@ def _sum_to_shape(x: Array, shape: Tuple[int, ...]) -> Array:
   return x.reshape(shape)
 
 
+def _recurrent_current(gate_prev: Array, recurrent_kernel: Array) -> Array:
+  """``s^(t-1) @ R`` from the reset gate ``1 - s^(t-1)`` ``[..., N]``: one row of ``R``
+  per spike where the spikes are sparse (:func:`bpsr_jax.spmm.spike_matmul`)."""
+  bits = _flat_leading(gate_prev) == 0
+  return spmm.spike_matmul(bits, recurrent_kernel).reshape(gate_prev.shape)
+
+
 def _write_step(buf: Array, t: Array, value: Array) -> Array:
   """``buf.at[t].set(value)`` as a plain dynamic-update-slice (``t`` is in range), which
   XLA performs in place; the scatter behind ``.at[t].set`` adds a bounds-check select
@@ -136,7 +145,7 @@ def _forward_potentials(currents, tau, recurrent_kernel, bias, threshold):
     current = buf[t] if bias is None else buf[t] + bias  # rounds as currents + bias
     u = tau * u_prev * gate_prev + current
     if recurrent_kernel is not None:
-      u = u + (1 - gate_prev) @ recurrent_kernel
+      u = u + _recurrent_current(gate_prev, recurrent_kernel)
     buf = _write_step(buf, t, u)
     # The carry is read back from the written buffer: XLA would otherwise recompute u
     # from buf[t] inside each of its consumers, which would then have to read the old
@@ -190,7 +199,6 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
   # rest of the step's arithmetic (measured on a CPU: 1.2x faster loop for
   # [80, 128, 800]).
   dtau0 = jnp.zeros(step_shape, dtype)
-  drec0 = jnp.zeros((n, n), dtype) if recurrent else None
 
   num_steps = u.shape[0]
 
@@ -198,7 +206,7 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
     # Step t = T-1-i; the carry holds delta^(t+1) = dL/du^(t+1) and the running sums.
     # delta^t overwrites dL/ds^t in its buffer once read (in place, see
     # _forward_potentials).
-    buf, delta_next, dtau, drec = carry
+    buf, delta_next, dtau = carry
     t = num_steps - 1 - i
     u_t = u[t]
     s_t = (u_t >= thr).astype(dtype)
@@ -211,17 +219,20 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
       # delta^(t+1) @ R^T, contracting the post-synaptic axis of R in place.
       ds = ds + jax.lax.dot_general(
           delta_next, recurrent_kernel, (((delta_next.ndim - 1,), (1,)), ((), ())))
-      # eq. 12 for step t+1: d u^(t+1) / d R[k, i] = s_k^t, summed over the batch.
-      drec = drec + jax.lax.dot_general(
-          _flat_leading(s_t), _flat_leading(delta_next), (((0,), (0,)), ((), ())))
     # eq. 7 / 11: the surrogate path plus the leak path (reset gate carries no gradient).
     delta = ds * surrogate(u_t - thr, alpha) + delta_next * tau_b * gate
     if g_u is not None:
       delta = delta + g_u[t]
-    return _write_step(buf, t, delta), delta, dtau, drec
+    return _write_step(buf, t, delta), delta, dtau
 
-  delta, _, dtau, drec = jax.lax.fori_loop(
-      0, num_steps, body, (jnp.asarray(g_s, dtype), delta0, dtau0, drec0))
+  delta, _, dtau = jax.lax.fori_loop(
+      0, num_steps, body, (jnp.asarray(g_s, dtype), delta0, dtau0))
+  drec = None
+  if recurrent:
+    # eq. 12: d u^(t+1) / d R[k, i] = s_k^t, summed over the steps and the batch: one
+    # product over all (T - 1) * batch rows after the loop, adding one delta row per
+    # spike where the spikes are sparse (bpsr_jax.spmm.spike_outer).
+    drec = spmm.spike_outer(_flat_leading(u[:-1] >= thr), _flat_leading(delta[1:]))
   dtau = _sum_to_shape(dtau, jnp.shape(tau)).astype(jnp.result_type(tau))
   # d u^t / d b = 1: one reduction of the whole delta buffer after the loop (cheaper
   # than a running sum in the loop, which reads and writes an accumulator every step).

@@ -63,7 +63,8 @@ def make_model(cfg: TrainConfig) -> models.SNN:
   return models.SNN(cfg.model, threshold=cfg.threshold, alpha=cfg.alpha,
                     gradient=cfg.gradient, time_steps=cfg.time_steps,
                     tau_init=cfg.tau_init, bias_high=cfg.bias_high,
-                    weight_gain=cfg.weight_gain)
+                    weight_gain=cfg.weight_gain,
+                    binary_input=cfg.encoding in ("rate", "rank_order"))
 
 
 def encode_input(x: Array, key: Array, cfg: TrainConfig) -> Array:

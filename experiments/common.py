@@ -139,6 +139,8 @@ def run(name: str, load: Callable[[], Tuple[Any, Any]], *,
 
 def _run(name, load, extra_flags, check):
   _setup_logging()
+  from bpsr_jax import _process  # pylint: disable=g-import-not-at-top
+  _process.tune_malloc()  # freed step buffers reused: no GLIBC_TUNABLES needed
   from bpsr_jax import train  # pylint: disable=g-import-not-at-top
   train.maybe_initialize_distributed(FLAGS.distributed)
   import jax  # pylint: disable=g-import-not-at-top

@@ -1,0 +1,171 @@
+"""Exact spike-sparse products: ``x @ w`` and ``x^T d`` for binary ``x``, per spike.
+
+A spiking layer's synaptic products contract over spikes: the forward current
+``x @ w`` of a binary input ``x`` ``[M, K]`` is the sum of the weight rows its spikes
+select, and the weight gradient ``x^T d`` adds the cotangent row of every spike into
+the row of its input. At a firing rate ``p`` that is ``p * M * K`` row additions
+against ``M * K * N`` multiply-adds for the dense product. Both functions here compute
+the same sums (exact to float round-off: only the order of the additions differs) and
+choose at run time between two paths:
+
+* **sparse** (CPU): a compiled row-gather / row-scatter kernel (numba, through
+  ``jax.pure_callback``) when the input's density is at most the measured crossover
+  :data:`CPU_CROSSOVER` and numba is installed;
+* **dense**: XLA's matmul otherwise, and always on GPU/TPU (``lax.platform_dependent``)
+  until a crossover has been measured there.
+
+XLA's own gather/scatter (``jnp.nonzero`` + ``segment_sum``) is no use for this: on a
+CPU it ran 2-10x *slower* than the dense product at densities 0.005-0.1 for
+``[640, 784] @ [784, 1000]`` (scatter-add is a scalar loop), hence the kernel.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+#: Input density (non-zeros / (M * K)) up to which the sparse kernel runs on a CPU.
+#: Measured with ``python benchmarks/sparse_train.py`` (2-core x86_64, shared machine):
+#: ``[640, 784] @ [784, 1000]`` and ``[784, 640] @ [640, 1000]`` (the MNIST main job's
+#: input layer) and ``[640, 1000] x [1000, 1000]`` (its recurrent layer) are faster
+#: sparse up to a density of about 0.1-0.2 (1.0-5x) and slower at 0.3 (0.66-0.95x).
+CPU_CROSSOVER = 0.1
+
+#: Products with fewer output columns than this stay dense (a readout to 10 classes is
+#: cheaper as one small matmul than as a callback).
+MIN_COLUMNS = 64
+
+#: Products with fewer rows than this stay dense (the callback's fixed cost). 64 keeps
+#: the recurrent current of each step (``[64, 1000] @ [1000, 1000]``) sparse: alone it
+#: timed 0.13-0.92x of dense (each call a separate dispatch, loaded machine), but inside
+#: the main job's step it measured 2.57x and 3.22x over dense against 1.89x with it
+#: dense (``benchmarks/sparse_train.py --tables step --min_rows 1`` / ``256``).
+MIN_ROWS = 64
+
+try:  # numba is optional: without it every product is dense.
+  import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+  numba = None
+
+# The callbacks hold this lock: numba's default (workqueue) threading layer must not be
+# entered from two threads at once, and XLA may run two callbacks concurrently.
+_LOCK = threading.Lock()
+
+
+def available() -> bool:
+  """Whether the sparse kernel can run (numba importable)."""
+  return numba is not None
+
+
+if numba is not None:
+
+  @numba.njit(parallel=True, cache=True)
+  def _gather_rows(x, w):  # pragma: no cover - compiled
+    m, k = x.shape
+    n = w.shape[1]
+    out = np.zeros((m, n), w.dtype)
+    for r in numba.prange(m):
+      for c in range(k):
+        if x[r, c]:
+          for j in range(n):
+            out[r, j] += w[c, j]
+    return out
+
+  @numba.njit(parallel=True, cache=True)
+  def _scatter_rows(xt, d):  # pragma: no cover - compiled
+    k, m = xt.shape
+    n = d.shape[1]
+    out = np.zeros((k, n), d.dtype)
+    for c in numba.prange(k):
+      for r in range(m):
+        if xt[c, r]:
+          for j in range(n):
+            out[c, j] += d[r, j]
+    return out
+
+
+def _host_matmul(bits, w):
+  with _LOCK:
+    return _gather_rows(np.asarray(bits), np.asarray(w))
+
+
+def _host_outer(bits_t, d):
+  with _LOCK:
+    return _scatter_rows(np.ascontiguousarray(bits_t), np.asarray(d))
+
+
+def _sparse_pays(bits: Array, n: int) -> bool:
+  """Static part of the choice: numba present, enough rows and output columns."""
+  return numba is not None and n >= MIN_COLUMNS and bits.shape[0] >= MIN_ROWS
+
+
+def _dense_count(bits: Array, crossover: float) -> Array:
+  return jnp.sum(bits, dtype=jnp.int32) <= int(crossover * bits.size)
+
+
+def spike_matmul(bits: Array, w: Array, *, crossover: float | None = None,
+                 dense: Optional[Callable[[Array, Array], Array]] = None) -> Array:
+  """``bits @ w`` for a binary ``bits`` ``[M, K]`` (bool or 0/1) and ``w`` ``[K, N]``.
+
+  Args:
+    bits: ``[M, K]`` spikes; non-zero entries count as 1.
+    w: ``[K, N]`` floating point.
+    crossover: density up to which the sparse kernel runs on a CPU; default
+      :data:`CPU_CROSSOVER`.
+    dense: the dense product ``(x, w) -> x @ w`` of a float ``x`` (default
+      ``jnp.matmul``; the layers pass their row-blocked CPU matmul).
+
+  Returns:
+    ``[M, N]`` of ``w``'s dtype, equal to the dense product to float round-off.
+  """
+  crossover = CPU_CROSSOVER if crossover is None else crossover
+  bits = bits != 0
+  shape = jax.ShapeDtypeStruct((bits.shape[0], w.shape[1]), w.dtype)
+
+  dense_fn = jnp.matmul if dense is None else dense
+  dense = lambda bits, w: dense_fn(bits.astype(w.dtype), w)
+
+  if not _sparse_pays(bits, w.shape[1]):
+    return dense(bits, w)
+
+  def cpu(bits, w):
+    sparse = lambda b, w: jax.pure_callback(_host_matmul, shape, b, w,
+                                            vmap_method="sequential")
+    return jax.lax.cond(_dense_count(bits, crossover), sparse, dense, bits, w)
+
+  return jax.lax.platform_dependent(bits, w, cpu=cpu, default=dense)
+
+
+def spike_outer(bits: Array, d: Array, *, crossover: float | None = None) -> Array:
+  """``bits^T @ d`` for a binary ``bits`` ``[M, K]`` and ``d`` ``[M, N]`` (a weight
+  gradient: the cotangent row of every spike added into its input's row).
+
+  Args:
+    bits: ``[M, K]`` spikes; non-zero entries count as 1.
+    d: ``[M, N]`` floating point.
+    crossover: as in :func:`spike_matmul`.
+
+  Returns:
+    ``[K, N]`` of ``d``'s dtype, equal to the dense product to float round-off.
+  """
+  crossover = CPU_CROSSOVER if crossover is None else crossover
+  bits = bits != 0
+  shape = jax.ShapeDtypeStruct((bits.shape[1], d.shape[1]), d.dtype)
+
+  def dense(bits, d):
+    return jax.lax.dot_general(bits.astype(d.dtype), d, (((0,), (0,)), ((), ())))
+
+  if not _sparse_pays(bits, d.shape[1]):
+    return dense(bits, d)
+
+  def cpu(bits, d):
+    sparse = lambda b, d: jax.pure_callback(_host_outer, shape, b.T, d,
+                                            vmap_method="sequential")
+    return jax.lax.cond(_dense_count(bits, crossover), sparse, dense, bits, d)
+
+  return jax.lax.platform_dependent(bits, d, cpu=cpu, default=dense)

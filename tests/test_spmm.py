@@ -1,0 +1,75 @@
+"""Tests of bpsr_jax.spmm: the spike-sparse products equal dense float64 products, and
+the LIF / dense layers give the Python-loop reference's gradients on the sparse path."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bpsr_jax
+from bpsr_jax import layers
+from bpsr_jax import spmm
+
+from test_neuron import _inputs, _rel_err, reference_lif
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+pytestmark = pytest.mark.skipif(not spmm.available(), reason="numba not installed")
+
+
+@pytest.fixture
+def always_sparse(monkeypatch):
+  """Every product takes the sparse kernel on a CPU (any density, any width)."""
+  monkeypatch.setattr(spmm, "CPU_CROSSOVER", 1.0)
+  monkeypatch.setattr(spmm, "MIN_COLUMNS", 1)
+  monkeypatch.setattr(spmm, "MIN_ROWS", 1)
+
+
+def _bits(seed, shape, p):
+  return np.random.default_rng(seed).random(shape) < p
+
+
+@pytest.mark.parametrize("p", [0.0, 0.02, 0.5])
+@pytest.mark.parametrize("crossover", [0.0, 1.0])  # dense branch / sparse branch
+def test_products_equal_float64_dense(always_sparse, p, crossover):
+  bits = _bits(0, (37, 70), p)
+  w = np.random.default_rng(1).normal(size=(70, 65)).astype(np.float32)
+  d = np.random.default_rng(2).normal(size=(37, 65)).astype(np.float32)
+  want_y = bits.astype(np.float64) @ w.astype(np.float64)
+  want_g = bits.astype(np.float64).T @ d.astype(np.float64)
+  for x in (bits, bits.astype(np.float32)):  # booleans or 0/1 floats
+    y = jax.jit(lambda x, w: spmm.spike_matmul(x, w, crossover=crossover))(x, w)
+    g = jax.jit(lambda x, d: spmm.spike_outer(x, d, crossover=crossover))(x, d)
+    assert y.shape == (37, 65) and y.dtype == jnp.float32
+    assert g.shape == (70, 65) and g.dtype == jnp.float32
+    np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g, want_g, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("t,shape", [(40, (3, 16)), (9, (2, 3, 7))])
+def test_recurrent_lif_on_the_sparse_path_matches_reference(always_sparse, t, shape):
+  currents, tau, rec, w = _inputs(t, t, shape, True)
+
+  def loss(fn):
+    return lambda c, tau, rec: jnp.sum(fn(c, tau, rec) * w)
+
+  lib = loss(lambda c, tau, rec: bpsr_jax.lif(c, tau, recurrent_kernel=rec))
+  np.testing.assert_array_equal(bpsr_jax.lif(currents, tau, recurrent_kernel=rec),
+                                reference_lif(currents, tau, rec))
+  g_lib = jax.jit(jax.grad(lib, argnums=(0, 1, 2)))(currents, tau, rec)
+  g_ref = jax.grad(loss(reference_lif), argnums=(0, 1, 2))(currents, tau, rec)
+  for name, a, b in zip(["currents", "tau", "recurrent_kernel"], g_lib, g_ref):
+    assert _rel_err(a, b) < 1e-5, (name, _rel_err(a, b))
+    assert np.max(np.abs(np.asarray(b))) > 0, name
+
+
+def test_spike_dense_gradients_equal_the_plain_matmul(always_sparse):
+  x = jnp.asarray(_bits(3, (10, 6, 90), 0.05), jnp.float32)
+  kernel = jax.random.normal(jax.random.PRNGKey(4), (90, 70))
+  g = jax.random.normal(jax.random.PRNGKey(5), (10, 6, 70))
+  f_sparse = lambda x, k: jnp.sum(layers.spike_dense(x, k) * g)
+  f_dense = lambda x, k: jnp.sum(jnp.einsum("tbi,io->tbo", x, k) * g)
+  y_s, (dx_s, dk_s) = jax.jit(jax.value_and_grad(f_sparse, (0, 1)))(x, kernel)
+  y_d, (dx_d, dk_d) = jax.value_and_grad(f_dense, (0, 1))(x, kernel)
+  assert _rel_err(y_s, y_d) < 1e-5
+  assert _rel_err(dx_s, dx_d) < 1e-5
+  assert _rel_err(dk_s, dk_d) < 1e-5
