@@ -333,17 +333,15 @@ class Predictor:
 
 
 def _event_engine(p: Predictor):
-  """The forward pass of :mod:`bpsr_jax.event` for a predictor (see ENGINES)."""
+  """The forward pass of :mod:`bpsr_jax.event` (:func:`bpsr_jax.event.run`) for a
+  predictor: ``x [T, B, ...] -> (output_spikes, hidden_spikes)``."""
   try:
     from bpsr_jax import event  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise errors.ConfigError("engine='event' needs bpsr_jax.event, which this "
                              "installation lacks; use engine='dense'") from None
-  make = getattr(event, "make_forward", None)
-  if make is None:
-    raise errors.ConfigError("engine='event': bpsr_jax.event has no make_forward(model, "
-                             "params); use engine='dense'")
-  return make(p.model, p.params)
+  net = event.prepare(p.params, p.config.model, threshold=p.config.threshold)
+  return lambda x: event.run_jit(net, x)
 
 
 # ----------------------------------------------------------------------------------------
