@@ -157,7 +157,8 @@ class Predictor:
   def __init__(self, model: models.SNN, params: PyTree, config: train.TrainConfig, *,
                data_flags: Optional[Mapping[str, Any]] = None,
                results: Optional[Mapping[str, Any]] = None, source: str = "",
-               engine: str = "dense", batch_size: Optional[int] = None):
+               engine: str = "dense", batch_size: Optional[int] = None,
+               fixed_time_steps: bool = True):
     if engine not in ENGINES:
       raise errors.ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
     self.model = model
@@ -167,6 +168,7 @@ class Predictor:
     self.results = None if results is None else dict(results)
     self.source = source
     self.engine = engine
+    self.fixed_time_steps = fixed_time_steps
     self.dataset = dataset_of(self.data_flags)
     self.num_classes = models.num_classes(config.model)
     self.class_names = class_names_of(self.dataset, self.data_flags, self.num_classes)
@@ -215,9 +217,11 @@ class Predictor:
     if cfg.encoding == "none":
       if self.dataset == "mitbih" and x.ndim == 3 and x.shape[1:] == self._beat_shape():
         x = self._level_crossing(x)
-      if x.ndim < 3 or x.shape[1] != cfg.time_steps:
+      if x.ndim < 3 or (self.fixed_time_steps and x.shape[1] != cfg.time_steps):
         raise errors.DataError(
-            f"expected spike trains [N, T={cfg.time_steps}, ...]"
+            "expected spike trains [N, "
+            + (f"T={cfg.time_steps}" if self.fixed_time_steps else "T")
+            + ", ...]"
             + (f" or beat windows [N, {self._beat_shape()[0]}, 2] in mV"
                if self.dataset == "mitbih" else "")
             + f", got shape {x.shape}")
@@ -262,10 +266,10 @@ class Predictor:
       return key
     return jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 3)
 
-  def _batches(self, raw: Any, key: Optional[jax.Array]
+  def _batches(self, x: np.ndarray, key: Optional[jax.Array]
                ) -> Iterator[Tuple[jax.Array, int]]:
-    """Encoded batches ``(model input, valid rows)``; the last one padded with sample 0."""
-    x = self.prepare(raw)
+    """Encoded batches ``(model input, valid rows)`` of :meth:`prepare`'s samples; the
+    last one padded with sample 0."""
     base = self._keys(key)
     b = self.batch_size
     for i, start in enumerate(range(0, len(x), b)):
@@ -292,7 +296,7 @@ class Predictor:
       as :class:`bpsr_jax.SNN` returns them.
     """
     outs, hiddens = [], []
-    for x, n in self._batches(raw, key):
+    for x, n in self._batches(self.prepare(raw), key):
       out, hidden = self._forward(x)
       outs.append(np.asarray(out)[:, :n])
       hiddens.append([np.asarray(h)[:, :n] for h in hidden])
@@ -302,7 +306,7 @@ class Predictor:
   def spike_counts(self, raw: Any, *, key: Optional[jax.Array] = None) -> np.ndarray:
     """``[N, C]`` output spike counts over the time window."""
     counts = []
-    for x, n in self._batches(raw, key):
+    for x, n in self._batches(self.prepare(raw), key):
       out, _ = self._forward(x)
       counts.append(np.asarray(jnp.sum(out, axis=0))[:n])
     return np.concatenate(counts)
@@ -314,8 +318,10 @@ class Predictor:
   def predict_proba(self, raw: Any, *, key: Optional[jax.Array] = None) -> np.ndarray:
     """``[N, C]`` class probabilities ``softmax(k * counts)``, ``k = count_scale / T``
     (eq. 5, the distribution the training loss scores)."""
-    counts = self.spike_counts(raw, key=key)
-    k = self.config.count_scale / self.config.time_steps
+    x = self.prepare(raw)
+    counts = self.spike_counts(x, key=key)
+    T = x.shape[1] if self.config.encoding == "none" else self.config.time_steps
+    k = self.config.count_scale / T
     return np.asarray(jax.nn.softmax(jnp.asarray(k * counts), axis=-1))
 
   def accuracy(self, raw: Any, labels: Any, *, key: Optional[jax.Array] = None) -> float:
@@ -457,8 +463,12 @@ def load(source: str | pathlib.Path, *, engine: str = "dense",
   elif path.is_file() and path.suffix == ".nir":
     model, params = _load_nir(path)
     cfg = dataclasses.replace(_nir_config(model), **overrides)
+    _validate(cfg, str(path))
+    if cfg.encoding != "none" and model.time_steps != cfg.time_steps:
+      model = model.clone(time_steps=cfg.time_steps)
     return Predictor(model, params, cfg, source=str(path), engine=engine,
-                     batch_size=batch_size)
+                     batch_size=batch_size,
+                     fixed_time_steps=cfg.encoding != "none" or "time_steps" in overrides)
   elif path.is_file():
     raise errors.ConfigError(f"{path}: not a run's workdir, a .nir file or a packaged "
                              f"model ({', '.join(pretrained.NAMES)})")
@@ -467,10 +477,18 @@ def load(source: str | pathlib.Path, *, engine: str = "dense",
                              f"model ({', '.join(pretrained.NAMES)})")
   cfg, data_flags = config_from_flags(results["flags"])
   cfg = dataclasses.replace(cfg, **overrides)
+  _validate(cfg, where)
   model = train.make_model(cfg)
   _check_params(model, params, cfg, where)
   return Predictor(model, params, cfg, data_flags=data_flags, results=results,
                    source=where, engine=engine, batch_size=batch_size)
+
+
+def _validate(cfg: train.TrainConfig, where: str):
+  try:
+    train.validate_config(cfg)
+  except ValueError as e:
+    raise errors.ConfigError(f"{where}: {e}") from None
 
 
 def _check_params(model: models.SNN, params: PyTree, cfg: train.TrainConfig, where: str):

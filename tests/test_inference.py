@@ -220,13 +220,46 @@ def test_bad_arguments_and_inputs(quick_run, tmp_path):
       "image file (*-idx3-ubyte[.gz]) or an MIT-BIH record"]
 
 
-def test_nir_file_errors_name_the_file(tmp_path):
+def test_nir_file(quick_run, quick_test_set, tmp_path):
+  """A .nir export of the run: spikes in, or rank order attached with overrides."""
   pytest.importorskip("nir")
+  nir_io = pytest.importorskip("bpsr_jax.nir_io")
+  x, _ = quick_test_set
+  run = bpsr_jax.load(quick_run)
+  path = tmp_path / "quick.nir"
+  nir_io.write_nir(path, run.model, run.params)
+  p = bpsr_jax.load(path)
+  assert (p.config.encoding, p.results, p.source) == ("none", None, str(path))
+  spikes = np.swapaxes(np.asarray(run.encode(x)), 0, 1)  # sample-major [N, T, 28, 28, 1]
+  np.testing.assert_array_equal(p.predict(spikes), run.predict(x))
+  assert p.predict(spikes[:, :7]).shape == (len(x),)  # a .nir takes any T
+  ranked = bpsr_jax.load(path, encoding="rank_order", time_steps=10)
+  np.testing.assert_array_equal(ranked.predict(x), run.predict(x))
+  with pytest.raises(errors.DataError, match="784 input features per step"):
+    p.predict(x)  # images where spikes [N, T, 28, 28, 1] are expected
+
+
+def test_nir_file_errors_name_the_file(tmp_path):
+  nir = pytest.importorskip("nir")
   pytest.importorskip("bpsr_jax.nir_io")
   bad = tmp_path / "broken.nir"
   bad.write_bytes(b"\x89HDF\r\n not really")
-  with pytest.raises(errors.BpsrError, match="broken.nir"):
+  with pytest.raises(errors.DataError, match="broken.nir"):
     bpsr_jax.load(bad)
+  cuba = tmp_path / "cuba.nir"
+  n = 3
+  graph = nir.NIRGraph.from_list(
+      nir.Input(input_type={"input": np.array([2])}),
+      nir.Affine(weight=np.ones((n, 2), np.float32), bias=np.zeros(n, np.float32)),
+      nir.CubaLIF(tau_syn=np.full(n, 5.0), tau_mem=np.full(n, 2.0), r=np.full(n, 2.0),
+                  v_leak=np.zeros(n), v_threshold=np.ones(n)),
+      nir.Output(output_type={"output": np.array([n])}))
+  nir.write(str(cuba), graph)
+  with pytest.raises(errors.ConfigError, match=f"{cuba}: .*CubaLIF"):
+    bpsr_jax.load(cuba)
+  proc = run_module("experiments.predict", f"--model={cuba}", f"--input={bad}")
+  assert proc.returncode == errors.ConfigError.exit_code
+  assert len(proc.stderr.strip().splitlines()) == 1 and str(cuba) in proc.stderr
 
 
 # ----------------------------------------------------------------------------------------
