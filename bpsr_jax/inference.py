@@ -354,6 +354,12 @@ def _event_engine(p: Predictor):
 # Sources.
 
 
+def _one_line(e: BaseException, limit: int = 300) -> str:
+  """An exception's message on one line, at most ``limit`` characters."""
+  text = " ".join(str(e).split())
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _read_json(path: pathlib.Path) -> Dict[str, Any]:
   try:
     out = json.loads(path.read_text())
@@ -393,7 +399,7 @@ def _load_workdir(workdir: pathlib.Path) -> Tuple[PyTree, Dict[str, Any]]:
     params = train.final_params(workdir)
   except Exception as e:  # pylint: disable=broad-except
     raise errors.CheckpointError(f"{ckdir}: cannot restore step {steps[-1]} "
-                                 f"({type(e).__name__}: {e})") from None
+                                 f"({type(e).__name__}: {_one_line(e)})") from None
   return params, results
 
 
@@ -411,7 +417,7 @@ def _load_nir(path: pathlib.Path) -> Tuple[models.SNN, PyTree]:
     raise type(e)(f"{path}: {e}") from None
   except Exception as e:  # pylint: disable=broad-except
     raise errors.DataError(f"{path}: not a readable NIR file ({type(e).__name__}: "
-                           f"{e})") from None
+                           f"{_one_line(e)})") from None
 
 
 def _nir_config(model: models.SNN) -> train.TrainConfig:

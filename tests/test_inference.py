@@ -195,6 +195,15 @@ def test_unfinished_and_broken_workdirs(quick_run, tmp_path):
   with pytest.raises(errors.CheckpointError, match=str(no_ckpt / "checkpoints")):
     bpsr_jax.load(no_ckpt)
 
+  truncated = tmp_path / "truncated"
+  shutil.copytree(quick_run, truncated)
+  for f in (truncated / "checkpoints" / "4" / "state").rglob("*"):
+    if f.is_file():
+      f.write_bytes(f.read_bytes()[:10])
+  with pytest.raises(errors.CheckpointError,
+                     match=f"{truncated / 'checkpoints'}: cannot restore step 4"):
+    bpsr_jax.load(truncated)
+
   with pytest.raises(errors.WorkdirError, match="not a run's workdir"):
     bpsr_jax.load(tmp_path)
 
