@@ -14,6 +14,7 @@ from bpsr_jax import encode
 from bpsr_jax import errors
 from bpsr_jax import inference
 from bpsr_jax import layers
+from bpsr_jax import loading
 from bpsr_jax import losses
 from bpsr_jax import metrics
 from bpsr_jax import models
@@ -25,8 +26,9 @@ from bpsr_jax import train
 from bpsr_jax import visualize
 from bpsr_jax.analysis import significance_profile
 from bpsr_jax.constraints import clamp, project_params
-from bpsr_jax.inference import Predictor, load
+from bpsr_jax.inference import Predictor
 from bpsr_jax.layers import Conv, Dense, EncodingDense, Pool, Residual
+from bpsr_jax.loading import load
 from bpsr_jax.losses import (spike_count_cross_entropy, spike_count_logits, spike_l2,
                              weight_l1)
 from bpsr_jax.metrics import measure

@@ -20,6 +20,7 @@ import pytest
 import bpsr_jax
 from bpsr_jax import errors
 from bpsr_jax import inference
+from bpsr_jax import loading
 from bpsr_jax import pretrained
 from bpsr_jax.data import mitbih
 from bpsr_jax.data import mnist_loader
@@ -75,7 +76,7 @@ def test_config_from_flags_keeps_data_flags_apart():
                data_dir="/d", lc_delta=0.2, classes="5", train_limit=None)
   with pytest.raises(TypeError):
     bpsr_jax.TrainConfig(**flags)  # the bug this function exists for
-  cfg, data = inference.config_from_flags(flags)
+  cfg, data = loading.config_from_flags(flags)
   assert (cfg.model, cfg.time_steps, cfg.encoding) == ("r18-fc8-fc5", 40, "none")
   assert data == dict(workdir="/w", data_dir="/d", lc_delta=0.2, classes="5",
                       train_limit=None)

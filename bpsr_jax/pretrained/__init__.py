@@ -140,9 +140,9 @@ def pack(workdir: str | pathlib.Path, name: str, note: str,
   Returns:
     The model's folder. The params are read back and checked to be identical.
   """
-  from bpsr_jax import inference  # pylint: disable=g-import-not-at-top
+  from bpsr_jax import loading  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
-  params, _ = inference._load_workdir(workdir)  # pylint: disable=protected-access
+  params, _ = loading.read_workdir(workdir)
   folder = pathlib.Path(out_dir or DIR) / name
   folder.mkdir(parents=True, exist_ok=True)
   save_params(params, folder / "params.npz")
