@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -157,6 +158,21 @@ def test_predict_encodes_as_training(quick_run, quick_test_set):
   k = p.config.count_scale / T
   want = np.exp(k * counts) / np.exp(k * counts).sum(-1, keepdims=True)
   np.testing.assert_allclose(p.predict_proba(x), want, rtol=1e-5)
+
+
+def test_rate_coding_draws_the_evaluation_keys(quick_run, quick_test_set):
+  """Batch i of a rate-coded predict draws the spikes of the run's evaluation batch i."""
+  x, y = quick_test_set
+  p = bpsr_jax.load(quick_run, encoding="rate")
+  step, _ = bpsr_jax.train.make_eval_step(p.model, p.config)
+  key = jax.random.fold_in(jax.random.PRNGKey(p.config.seed), 3)
+  b = p.batch_size
+  want = [np.asarray(step(p.params, x[i:i + b], y[i:i + b],
+                          jax.random.fold_in(key, i // b))["pred"])
+          for i in range(0, len(x), b)]
+  np.testing.assert_array_equal(p.predict(x), np.concatenate(want))
+  other = p.spikes(x[:8], key=jax.random.PRNGKey(1))[0]
+  assert not np.array_equal(p.spikes(x[:8])[0], other)
 
 
 def test_predict_binary_on_a_workdir(quick_run, quick_test_set, tmp_path):
