@@ -19,6 +19,7 @@ from bpsr_jax import losses
 from bpsr_jax import metrics
 from bpsr_jax import models
 from bpsr_jax import neuron
+from bpsr_jax import nir_io
 from bpsr_jax import pretrained
 from bpsr_jax import quantize
 from bpsr_jax import rewiring
@@ -34,6 +35,7 @@ from bpsr_jax.losses import (spike_count_cross_entropy, spike_count_logits, spik
 from bpsr_jax.metrics import measure
 from bpsr_jax.models import CIFAR10_RESNET11, SNN, parse_spec
 from bpsr_jax.neuron import DEFAULT_ALPHA, lif, spike, surrogate
+from bpsr_jax.nir_io import from_nir, read_nir, to_nir, write_nir
 from bpsr_jax.quantize import (DEFAULT_TAU_TERMS, QuantInfo, dequantize_params,
                                integer_apply, integer_leak, quantize_params, round_tau,
                                storage_report)
