@@ -12,6 +12,7 @@ from bpsr_jax import constraints
 from bpsr_jax import data
 from bpsr_jax import encode
 from bpsr_jax import errors
+from bpsr_jax import event
 from bpsr_jax import inference
 from bpsr_jax import layers
 from bpsr_jax import loading
@@ -28,6 +29,7 @@ from bpsr_jax import visualize
 from bpsr_jax.analysis import significance_profile
 from bpsr_jax.constraints import clamp, project_params
 from bpsr_jax.inference import Predictor
+from bpsr_jax.event import EventNet
 from bpsr_jax.layers import Conv, Dense, EncodingDense, Pool, Residual
 from bpsr_jax.loading import load
 from bpsr_jax.losses import (spike_count_cross_entropy, spike_count_logits, spike_l2,
