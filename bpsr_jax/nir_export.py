@@ -64,15 +64,15 @@ def _neuron(tau: np.ndarray, shape: np.ndarray, threshold: float, dt: float,
   if np.all(tau == 1):
     return nir.IF(r=np.full(tuple(shape), 1.0 / dt), v_threshold=thr,
                   v_reset=np.zeros(tuple(shape), np.float32), metadata=meta)
-  if np.any(tau == 1):
-    raise ConfigError(
-        f"layer {name}: some taus are 1 (no leak) and others are not; NIR has no neuron "
-        "mixing IF and LIF in one node (round tau = 1 down to float32 1 - 2^-24 first)")
   if np.any(tau < 0) or np.any(tau > 1):
     raise ConfigError(f"layer {name}: tau must lie in [0, 1], got "
                       f"[{tau.min()}, {tau.max()}]")
   tau64 = tau.astype(np.float64)
-  tau_nir = dt / (1.0 - tau64)
+  # A neuron without leak in a layer with leaky ones (one LIF node): NIR's tau = inf
+  # would make r = inf; tau = dt 2^60, r = 2^60 instead, a leak of 1 - 2^-60, which
+  # reads back as float32 1.0 and which float64 arithmetic cannot tell from 1.
+  free = tau64 == 1
+  tau_nir = np.where(free, dt * 2.0**60, dt / np.where(free, 0.5, 1.0 - tau64))
   return nir.LIF(tau=tau_nir, r=tau_nir / dt, v_leak=np.zeros(tuple(shape)),
                  v_threshold=thr, v_reset=np.zeros(tuple(shape), np.float32),
                  metadata=meta)
