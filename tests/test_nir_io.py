@@ -256,7 +256,7 @@ def test_spyx_graphs_import_and_run():
     nir_io.from_nir(rgraph)
 
 
-@pytest.mark.parametrize("name", ["snntorch_rnn", "snntorch_conv"])
+@pytest.mark.parametrize("name", ["snntorch_rnn"])
 def test_snntorch_fixture_files_import_and_run(name):
   """Files written by snnTorch 1.0.0 (benchmarks/peers/write_nir_fixtures.py)."""
   path = FIXTURES / f"{name}.nir"
