@@ -126,7 +126,7 @@ class Predictor:
     self.engine = engine
     self.fixed_time_steps = fixed_time_steps
     self.dataset = dataset_of(self.data_flags)
-    self.num_classes = models.num_classes(config.model)
+    self.num_classes = models.parse_spec(config.model)[-1].size
     self.class_names = class_names_of(self.dataset, self.data_flags, self.num_classes)
     self.batch_size = int(batch_size or config.eval_batch_size or config.batch_size)
     if self.batch_size <= 0:
