@@ -42,8 +42,8 @@ def shared_data() -> pathlib.Path:
   return SHARED_DATA
 
 
-def pytest_collection_modifyitems(items):
-  for item in items:
+def pytest_collection_finish(session):
+  for item in session.items:  # after -k / -m deselection
     if "shared_data" in getattr(item, "fixturenames", ()):
       _REAL_DATA_TESTS.add(item.nodeid)
 

@@ -1,6 +1,7 @@
 """Tests of the BPSR parameter clamp (Algorithm 1, line 18)."""
 import importlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,6 +65,9 @@ def test_defaults_are_the_papers_bounds():
              "tau": jnp.array([-0.75, 0.75], jnp.float32)}
   tx = constraints.clamp()
   u, _ = tx.update(updates, tx.init(params), params)
+  u_kw, _ = constraints.clamp(threshold=1.0, tau_range=(0.0, 1.0)).update(
+      updates, tx.init(params), params)  # threshold and tau_range by keyword
+  chex.assert_trees_all_equal(u, u_kw)
   new = optax.apply_updates(params, u)
   np.testing.assert_array_equal(np.asarray(new["kernel"]), [1.0, -1.0])
   np.testing.assert_array_equal(np.asarray(new["tau"]), [0.0, 1.0])
