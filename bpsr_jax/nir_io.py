@@ -21,8 +21,10 @@ with ``I^t = W x^t + b (+ R s^(t-1))`` and ``s^t = [u^t >= U_th]``. The reset ga
                                                              input gain dt r / tau = 1)
     tau_b = 1        ->  IF   r = 1 / dt, v_reset = 0        (gain dt r = 1)
 
-``tau`` and ``r`` are float64 (``1 - dt/tau`` gives the float32 ``tau_b`` back). A layer
-whose taus are partly 1 and partly below has no NIR node (LIF and IF do not mix).
+``tau`` and ``r`` are float64 (``1 - dt/tau`` gives the float32 ``tau_b`` back). In a
+layer whose taus are partly 1 (one LIF node), a tau of 1 is written as ``tau = dt 2^60``,
+``r = 2^60``: a leak of ``1 - 2^-60``, which float64 arithmetic cannot tell from 1 and
+which reads back as float32 1.0 (NIR's ``tau = inf`` would need ``r = inf``).
 
 The threshold. BPSR fires on ``u >= U_th``, NIR on ``v > v_threshold``. They differ only
 when a potential lands exactly on the threshold, which float32 sums of quantized weights
