@@ -386,3 +386,14 @@ def test_workdir_of_another_run_exits_6(tmp_path):
   debug = run_exp("mnist", f"--workdir={w}", "--train_limit=64", "--test_limit=32",
                   "--debug", timeout=120)
   assert "Traceback" in debug.stderr
+
+
+def test_file_system_error_is_one_line_exit_7(tmp_path):
+  # A workdir the file system refuses (here: under a regular file, an OSError like a
+  # read-only or full disk; root ignores permission bits, so chmod cannot stand in).
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  proc = run_exp("mnist", f"--workdir={blocker / 'w'}", "--train_limit=64",
+                 "--test_limit=32", timeout=120)
+  assert proc.returncode == 7, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr and str(blocker) in proc.stderr, proc.stderr[-3000:]
