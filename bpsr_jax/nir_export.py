@@ -322,7 +322,7 @@ def _residual(b: _Builder, ls: models.LayerSpec, i: int, p: PyTree, src: str,
       sc_shape = (last.size,)
     shortcut = b.add(f"res{i}_shortcut", sc, block_in, shape=sc_shape)
   for j, t in enumerate(ls.inner):
-    name = f"layers_{j}"  # linen's names of a Residual's adopted inner layers
+    name = f"{t.kind}{j}"  # the names models.SNN gives a residual block's inner layers
     cur, cur_shape = _layer(b, t, f"res{i}_{j}", p[name], cur, cur_shape,
                             flat_from if j == 0 else None, (f"res{i}", name),
                             shortcut if j == len(ls.inner) - 1 else None)

@@ -421,7 +421,7 @@ def from_graph(graph: nir.NIRGraph, *, dt: Optional[float] = None
         visited.update(x for x in layer[1:] if x)
         inner.append(token)
         kinds.append(k)
-        bp[f"layers_{j}"] = p
+        bp[f"{k}{j}"] = p  # the names models.SNN gives the inner layers
       if len(set(kinds)) != 1 and "conv" in kinds:
         raise ConfigError(f"NIR residual block ending at {layers[-1][1]!r} mixes conv "
                           "and dense layers")
