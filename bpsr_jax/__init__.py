@@ -44,7 +44,7 @@ from bpsr_jax.losses import (spike_count_cross_entropy, spike_count_logits, spik
                              weight_l1)
 from bpsr_jax.metrics import measure
 from bpsr_jax.models import CIFAR10_RESNET11, SNN, parse_spec
-from bpsr_jax.neuron import DEFAULT_ALPHA, lif, spike, surrogate
+from bpsr_jax.neuron import DEFAULT_ALPHA, DEFAULT_BAND_WIDTH, lif, spike, surrogate
 from bpsr_jax.nir_io import from_nir, read_nir, to_nir, write_nir
 from bpsr_jax.quantize import (DEFAULT_TAU_TERMS, QuantInfo, dequantize_params,
                                integer_apply, integer_leak, quantize_params, round_tau,

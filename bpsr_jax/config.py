@@ -20,11 +20,12 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from bpsr_jax import errors
 from bpsr_jax import losses
 from bpsr_jax import models
+from bpsr_jax import neuron
 
 ENCODINGS = ("rate", "rank_order", "analog", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "exponential")
-GRADIENTS = ("bpsr", "autodiff")
+GRADIENTS = ("bpsr", "band", "autodiff")
 RANK_BY = ("value", "rank")
 
 #: Settings a resumed run may change: they do not change the trained parameters.
@@ -58,7 +59,13 @@ class TrainConfig:
                             "and biases).")
   alpha: float = _field(0.5, "Width of the Gaussian surrogate gradient.")
   gradient: str = _field("bpsr", "'bpsr': the paper's iterative gradient; 'autodiff': "
-                         "BPTT through the scan (same values).", GRADIENTS)
+                         "BPTT through the scan (same values); 'band': bpsr with the "
+                         "gradient stopped at neurons outside |u - U_th| < --band_width "
+                         "(Perez-Nieves & Goodman 2021; approximate).", GRADIENTS)
+  band_width: float = _field(neuron.DEFAULT_BAND_WIDTH, "Half-width of the band around "
+                             "the threshold, in units of membrane potential, inside which "
+                             "--gradient=band propagates the gradient (ignored by the "
+                             "other gradients).")
   tau_init: float = _field(0.5, "Initial leak factor tau, in [0, 1].")
   bias_high: float = _field(1.0, "Biases start U(0, bias_high) (paper: 1).")
   weight_gain: float = _field(1.0, "Dense kernels start N(0, gain / sqrt(fan_in)).")
@@ -273,7 +280,7 @@ def validate_config(cfg: TrainConfig, *, kind: Optional[str] = None,
                "keep_checkpoints"):
     if getattr(cfg, name) <= 0:
       raise err(f"--{name} must be positive, got {getattr(cfg, name)}")
-  for name in ("learning_rate", "threshold", "alpha", "count_scale"):
+  for name in ("learning_rate", "threshold", "alpha", "count_scale", "band_width"):
     v = getattr(cfg, name)
     if not (v > 0 and math.isfinite(v)):
       raise err(f"--{name} must be a finite number > 0, got {v}")

@@ -210,12 +210,13 @@ class _LIFConfig(nn.Module):
   ``spike_input``: the layer's input is known to be binary spikes (the output of a
   spiking layer or a max pool); the synaptic matmul/conv then keeps it for the backward
   pass as booleans (:func:`spike_linear`), a quarter of the float32 memory. The models
-  set it for ``gradient="bpsr"``; a non-binary input with it set gets wrong gradients.
+  set it for ``gradient="bpsr"`` and ``"band"``; a non-binary input with it set gets wrong gradients.
   """
 
   threshold: float = 1.0
   alpha: float = neuron.DEFAULT_ALPHA
   gradient: str = "bpsr"
+  band_width: float = neuron.DEFAULT_BAND_WIDTH
   tau_init: float = 0.5
   bias_init: Initializer = uniform(0.0, 1.0)
   param_dtype: Any = jnp.float32
@@ -231,7 +232,8 @@ class _LIFConfig(nn.Module):
   def _lif(self, currents, tau, recurrent_kernel=None, bias=None):
     return neuron.lif(
         currents, tau, threshold=self.threshold, alpha=self.alpha,
-        recurrent_kernel=recurrent_kernel, bias=bias, gradient=self.gradient)
+        recurrent_kernel=recurrent_kernel, bias=bias, gradient=self.gradient,
+        band_width=self.band_width)
 
   def _currents_to_spikes(self, currents, bias, tau, extra_current=None, rec=None):
     """``currents`` ``[T, batch, ..., N]`` (``[batch, ..., N]`` for an encoding layer,

@@ -157,7 +157,8 @@ def _nir_config(model: models.SNN) -> train.TrainConfig:
   enc = models.parse_spec(model.spec)[0].encoding
   return train.TrainConfig(
       model=model.spec, threshold=model.threshold, alpha=model.alpha,
-      gradient=model.gradient, time_steps=model.time_steps or 1,
+      gradient=model.gradient, band_width=model.band_width,
+      time_steps=model.time_steps or 1,
       encoding="analog" if enc else "none")
 
 

@@ -188,7 +188,8 @@ class SNN(nn.Module):
     spec: the model spec, e.g. ``"r1000-fc100-fc10"``.
     threshold: firing threshold of every neuron.
     alpha: surrogate width.
-    gradient: ``"bpsr"`` or ``"autodiff"`` (see :func:`bpsr_jax.lif`).
+    gradient: ``"bpsr"``, ``"band"`` or ``"autodiff"`` (see :func:`bpsr_jax.lif`).
+    band_width: the band of ``gradient="band"`` (see :func:`bpsr_jax.lif`).
     time_steps: T, required when the first layer is an encoding layer.
     tau_init: initial leak factor (the paper: 0.5).
     bias_high: biases are initialized from ``U(0, bias_high)`` (the paper: 1.0).
@@ -202,6 +203,7 @@ class SNN(nn.Module):
   threshold: float = 1.0
   alpha: float = neuron.DEFAULT_ALPHA
   gradient: str = "bpsr"
+  band_width: float = neuron.DEFAULT_BAND_WIDTH
   time_steps: Optional[int] = None
   tau_init: float = 0.5
   bias_high: float = 1.0
@@ -211,8 +213,9 @@ class SNN(nn.Module):
   def _make(self, ls: LayerSpec, name: Optional[str] = None, *, binary_input: bool = False,
             **extra):
     common = dict(**extra, threshold=self.threshold, alpha=self.alpha, gradient=self.gradient,
-                  tau_init=self.tau_init, bias_init=L.uniform(0.0, self.bias_high),
-                  spike_input=binary_input and self.gradient == "bpsr")
+                  band_width=self.band_width, tau_init=self.tau_init,
+                  bias_init=L.uniform(0.0, self.bias_high),
+                  spike_input=binary_input and self.gradient in ("bpsr", "band"))
     if ls.kind == "conv":
       return L.Conv(features=ls.size, kernel_size=ls.kernel_size, strides=ls.strides,
                     encoding=ls.encoding, time_steps=self.time_steps, name=name, **common)

@@ -13,7 +13,7 @@ caller once for all steps: one matmul or conv over ``T * batch``), ``R`` the opt
 recurrent (intra-layer) kernel and ``H`` the Heaviside step whose derivative is replaced by
 a Gaussian of width ``alpha``.
 
-Two gradients are offered:
+Three gradients are offered:
 
 * ``"bpsr"``: the paper's iterative gradient (eq. 6-12) as one ``jax.custom_vjp`` over the
   whole sequence. The forward pass keeps only the membrane potentials ``u`` (one float per
@@ -23,6 +23,12 @@ Two gradients are offered:
 * ``"autodiff"``: the same dynamics as a ``lax.scan`` differentiated by JAX, with the
   spike's surrogate from :func:`spike` and the reset gate under ``stop_gradient``. This is
   STBP / BPTT, the baseline. Both give the same gradients to float round-off.
+* ``"band"``: an approximation, the sparse backward of Perez-Nieves & Goodman ("Sparse
+  Spiking Gradient Descent", NeurIPS 2021). The forward pass is ``"bpsr"``'s; the
+  backward is ``"bpsr"``'s reverse loop with ``dL/du^t`` set to zero wherever the neuron
+  is outside the band ``|u^t - U_th| < band_width`` at that step. Both the surrogate path
+  and the temporal (leak) path stop there, and so do the recurrent, tau, bias and weight
+  gradients that flow through that neuron at that step.
 """
 from __future__ import annotations
 
@@ -44,7 +50,15 @@ Array = jax.Array
 #: default threshold 1.0 the surrogate peaks at ``1 / (sqrt(2 pi) * 0.5) ~= 0.80``.
 DEFAULT_ALPHA = 0.5
 
-GRADIENTS = ("bpsr", "autodiff")
+#: Default half-width of the band of ``gradient="band"``, in units of membrane potential
+#: (like ``alpha``; 0.5 U_th at the default threshold 1). It equals the default surrogate
+#: width: at the band's edge the surrogate is still exp(-1/2) = 0.61 of its peak, so the
+#: band drops more than the surrogate's tails (it is 0.14 of the peak at 2 alpha, 0.011 at
+#: 3 alpha). Neurons of a trained network sit mostly far below threshold, so this keeps a
+#: minority of the deltas (see the README, "Approximate sparse backward").
+DEFAULT_BAND_WIDTH = 0.5
+
+GRADIENTS = ("bpsr", "band", "autodiff")
 
 
 def surrogate(v: Array, alpha: float = DEFAULT_ALPHA) -> Array:
@@ -163,15 +177,17 @@ def _forward_potentials(currents, tau, recurrent_kernel, bias, threshold):
 # gradient="bpsr": one custom_vjp over the whole sequence.
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
-def _lif_bpsr(currents, tau, recurrent_kernel, bias, threshold, alpha, with_potentials):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def _lif_bpsr(currents, tau, recurrent_kernel, bias, threshold, alpha, with_potentials,
+              band_width):
+  """``band_width``: None for the exact gradient, else the band of ``gradient="band"``."""
   u = _forward_potentials(currents, tau, recurrent_kernel, bias, threshold)
   s = (u >= jnp.asarray(threshold, u.dtype)).astype(u.dtype)
   return (s, u) if with_potentials else s
 
 
 def _lif_bpsr_fwd(currents, tau, recurrent_kernel, bias, threshold, alpha,
-                  with_potentials):
+                  with_potentials, band_width):
   u = _forward_potentials(currents, tau, recurrent_kernel, bias, threshold)
   s = (u >= jnp.asarray(threshold, u.dtype)).astype(u.dtype)
   out = (s, u) if with_potentials else s
@@ -180,7 +196,7 @@ def _lif_bpsr_fwd(currents, tau, recurrent_kernel, bias, threshold, alpha,
   return out, (u, tau, recurrent_kernel, bias)
 
 
-def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
+def _lif_bpsr_bwd(threshold, alpha, with_potentials, band_width, residuals, cotangent):
   u, tau, recurrent_kernel, bias = residuals
   if with_potentials:
     g_s, g_u = cotangent
@@ -201,6 +217,7 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
   dtau0 = jnp.zeros(step_shape, dtype)
 
   num_steps = u.shape[0]
+  rec_t = recurrent_kernel.T if recurrent and band_width is not None else None
 
   def body(i, carry):
     # Step t = T-1-i; the carry holds delta^(t+1) = dL/du^(t+1) and the running sums.
@@ -215,7 +232,11 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
     dtau = dtau + delta_next * u_t * gate
     # dL/ds^t: from the loss / next layer, and (eq. 11) through the recurrent synapses.
     ds = buf[t]
-    if recurrent:
+    if recurrent and band_width is not None:
+      # The band's delta is mostly zero: one row of R^T per non-zero entry where it is
+      # sparse enough (bpsr_jax.spmm.sparse_matmul).
+      ds = ds + spmm.sparse_matmul(_flat_leading(delta_next), rec_t).reshape(ds.shape)
+    elif recurrent:
       # delta^(t+1) @ R^T, contracting the post-synaptic axis of R in place.
       ds = ds + jax.lax.dot_general(
           delta_next, recurrent_kernel, (((delta_next.ndim - 1,), (1,)), ((), ())))
@@ -223,6 +244,9 @@ def _lif_bpsr_bwd(threshold, alpha, with_potentials, residuals, cotangent):
     delta = ds * surrogate(u_t - thr, alpha) + delta_next * tau_b * gate
     if g_u is not None:
       delta = delta + g_u[t]
+    if band_width is not None:
+      # gradient="band": no delta outside the band around threshold.
+      delta = jnp.where(jnp.abs(u_t - thr) < band_width, delta, 0)
     return _write_step(buf, t, delta), delta, dtau
 
   delta, _, dtau = jax.lax.fori_loop(
@@ -299,6 +323,17 @@ def _check_alpha(alpha) -> float:
   return alpha
 
 
+def _check_band_width(band_width) -> float:
+  """``band_width`` as a float; a width <= 0 or not finite is a ConfigError."""
+  if isinstance(band_width, jax.core.Tracer):
+    raise ConfigError("band_width must be a static Python float, got a traced value")
+  band_width = float(band_width)
+  if not (math.isfinite(band_width) and band_width > 0):
+    raise ConfigError(f"band_width (gradient='band') must be a positive finite float, got "
+                      f"{band_width}")
+  return band_width
+
+
 def _check_tau_range(tau):
   """Raises unless a host-side ``tau`` (Python number, numpy array) lies in [0, 1].
 
@@ -354,6 +389,7 @@ def lif(
     recurrent_kernel: Optional[Array] = None,
     bias: Optional[Array] = None,
     gradient: str = "bpsr",
+    band_width: float = DEFAULT_BAND_WIDTH,
     return_potentials: bool = False,
 ) -> Union[Array, Tuple[Array, Array]]:
   """Heterogeneous LIF layer over a whole sequence (BPSR eq. 1-3).
@@ -374,8 +410,12 @@ def lif(
       ``[..., N]`` (a layer's bias ``[N]``). The same as passing ``currents + bias``,
       but with ``gradient="bpsr"`` it is added inside the forward loop, which saves a
       pass over ``[T, ..., N]``.
-    gradient: ``"bpsr"`` (iterative reverse-scan gradient, the default) or
-      ``"autodiff"`` (JAX through the scan: STBP / BPTT).
+    gradient: ``"bpsr"`` (iterative reverse-scan gradient, the default),
+      ``"autodiff"`` (JAX through the scan: STBP / BPTT) or ``"band"`` (``"bpsr"`` with
+      ``dL/du`` zeroed outside ``|u - threshold| < band_width``: approximate).
+    band_width: half-width of the band of ``gradient="band"``, in units of membrane
+      potential (static; :data:`DEFAULT_BAND_WIDTH`, the default surrogate width).
+      Ignored by the other gradients, but validated.
     return_potentials: also return the membrane potentials.
 
   Returns:
@@ -387,7 +427,7 @@ def lif(
   Raises:
     ValueError: currents with fewer than 2 dims, a tau or bias that does not broadcast, a
       non-square or mismatched recurrent kernel, or an unknown gradient name.
-    ConfigError: (a ValueError) zero time steps; ``alpha`` not a
+    ConfigError: (a ValueError) zero time steps; ``alpha`` or ``band_width`` not a
       positive finite static float; a host-side ``tau`` (Python number or numpy array)
       outside [0, 1] or NaN (a jax array, traced or not, is not checked: no host sync;
       see :func:`bpsr_jax.constraints.validate_params`).
@@ -397,6 +437,7 @@ def lif(
   _validate(currents, tau, recurrent_kernel, bias, gradient)
   _check_tau_range(tau)
   alpha = _check_alpha(alpha)
+  band_width = _check_band_width(band_width)
   dtype = currents.dtype
   tau = jnp.asarray(tau, dtype) if not hasattr(tau, "dtype") else tau.astype(dtype)
   if recurrent_kernel is not None:
@@ -404,6 +445,8 @@ def lif(
   if bias is not None:
     bias = jnp.asarray(bias).astype(dtype)
   threshold, alpha = float(threshold), float(alpha)
-  fn = _lif_bpsr if gradient == "bpsr" else _lif_autodiff
-  return fn(currents, tau, recurrent_kernel, bias, threshold, alpha,
-            bool(return_potentials))
+  if gradient == "autodiff":
+    return _lif_autodiff(currents, tau, recurrent_kernel, bias, threshold, alpha,
+                         bool(return_potentials))
+  return _lif_bpsr(currents, tau, recurrent_kernel, bias, threshold, alpha,
+                   bool(return_potentials), band_width if gradient == "band" else None)

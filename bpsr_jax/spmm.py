@@ -89,6 +89,25 @@ if numba is not None:
     return out
 
 
+  @numba.njit(parallel=True, cache=True)
+  def _gather_weighted_rows(d, w):  # pragma: no cover - compiled
+    m, k = d.shape
+    n = w.shape[1]
+    out = np.zeros((m, n), w.dtype)
+    for r in numba.prange(m):
+      for c in range(k):
+        v = d[r, c]
+        if v != 0:
+          for j in range(n):
+            out[r, j] += v * w[c, j]
+    return out
+
+
+def _host_weighted(d, w):
+  with _LOCK:
+    return _gather_weighted_rows(np.asarray(d), np.asarray(w))
+
+
 def _host_matmul(bits, w):
   with _LOCK:
     return _gather_rows(np.asarray(bits), np.asarray(w))
@@ -106,6 +125,35 @@ def _sparse_pays(bits: Array, n: int) -> bool:
 
 def _dense_count(bits: Array, crossover: float) -> Array:
   return jnp.sum(bits, dtype=jnp.int32) <= int(crossover * bits.size)
+
+
+def sparse_matmul(d: Array, w: Array, *, crossover: float | None = None) -> Array:
+  """``d @ w`` for a float ``d`` ``[M, K]`` whose entries are mostly zero.
+
+  The product of ``gradient="band"``'s deltas (zero outside the band) with a weight
+  matrix: the sparse path adds ``d[r, c] * w[c]`` for every non-zero ``d[r, c]``, a
+  weighted form of :func:`spike_matmul` with the same crossover and the same choice
+  (sparse on a CPU at density <= ``crossover``, dense elsewhere and on GPU/TPU).
+
+  Args:
+    d: ``[M, K]`` floating point.
+    w: ``[K, N]`` of ``d``'s dtype.
+    crossover: as in :func:`spike_matmul`.
+
+  Returns:
+    ``[M, N]``, equal to ``d @ w`` to float round-off.
+  """
+  crossover = CPU_CROSSOVER if crossover is None else crossover
+  shape = jax.ShapeDtypeStruct((d.shape[0], w.shape[1]), w.dtype)
+  if not _sparse_pays(d, w.shape[1]):
+    return d @ w
+
+  def cpu(d, w):
+    sparse = lambda d, w: jax.pure_callback(_host_weighted, shape, d, w,
+                                            vmap_method="sequential")
+    return jax.lax.cond(_dense_count(d != 0, crossover), sparse, jnp.matmul, d, w)
+
+  return jax.lax.platform_dependent(d, w, cpu=cpu, default=jnp.matmul)
 
 
 def spike_matmul(bits: Array, w: Array, *, crossover: float | None = None,

@@ -61,7 +61,8 @@ class TrainState(NamedTuple):
 def make_model(cfg: TrainConfig) -> models.SNN:
   """The :class:`bpsr_jax.models.SNN` of a configuration."""
   return models.SNN(cfg.model, threshold=cfg.threshold, alpha=cfg.alpha,
-                    gradient=cfg.gradient, time_steps=cfg.time_steps,
+                    gradient=cfg.gradient, band_width=cfg.band_width,
+                    time_steps=cfg.time_steps,
                     tau_init=cfg.tau_init, bias_high=cfg.bias_high,
                     weight_gain=cfg.weight_gain,
                     binary_input=cfg.encoding in ("rate", "rank_order"))

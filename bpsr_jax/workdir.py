@@ -118,6 +118,9 @@ def check(workdir: pathlib.Path, ident: Mapping[str, Any], *,
   except (OSError, ValueError) as e:
     raise errors.WorkdirError(f"{path} is unreadable ({e}): {hint}") from None
   new_cfg, old_cfg = ident["config"], old.get("config", {})
+  # A setting that an older run.json lacks was added to TrainConfig after that run, which
+  # ran as its default does (e.g. band_width, used only by --gradient=band).
+  old_cfg = {**TrainConfig().to_dict(), **old_cfg} if old_cfg else old_cfg
   for name, v in new_cfg.items():
     if name in MAY_CHANGE_ON_RESUME:
       continue

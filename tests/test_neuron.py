@@ -350,3 +350,109 @@ def test_jax_array_tau_is_not_checked():
   neuron.lif(jnp.ones((3, 2, 4)), jnp.full(4, 2.0))  # eager jax array: not read back
   for tau in (0.0, 1.0, np.array([0.0, 0.5, 1.0, 0.25])):  # the bounds are valid
     neuron.lif(jnp.ones((3, 2, 4)), tau)
+
+
+# --------------------------------------------------------------------------------------
+# gradient="band" (issue 12, item 3): bpsr's backward with dL/du^t zeroed outside the band
+# |u^t - U_th| < band_width (Perez-Nieves & Goodman 2021).
+
+
+def _make_band_gate(threshold, band_width):
+  """Identity on ``u`` whose backward keeps ``g`` only where ``|u - thr| < band_width``:
+  put on each step's potential, it zeroes dL/du^t (every path through u^t) outside."""
+
+  @jax.custom_vjp
+  def gate(u):
+    return u
+
+  def fwd(u):
+    return u, u
+
+  def bwd(u, g):
+    return (g * (np.abs(u - threshold) < band_width),)
+
+  gate.defvjp(fwd, bwd)
+  return gate
+
+
+def reference_band_lif(currents, tau, rec=None, threshold=1.0, alpha=0.5, band_width=0.5):
+  """Python-loop LIF as :func:`reference_lif`, with the band gate on each potential;
+  returns the spikes and the potentials ``[T, ...]``."""
+  heaviside = _make_ref_heaviside(alpha)
+  band = _make_band_gate(threshold, band_width)
+  u = jnp.zeros(currents.shape[1:], currents.dtype)
+  s = jnp.zeros(currents.shape[1:], currents.dtype)
+  spikes, potentials = [], []
+  for t in range(currents.shape[0]):
+    new_u = tau * u * (1.0 - jax.lax.stop_gradient(s)) + currents[t]
+    if rec is not None:
+      new_u = new_u + jnp.matmul(s, rec)
+    u = band(new_u)
+    s = heaviside(u - threshold)
+    spikes.append(s)
+    potentials.append(u)
+  return jnp.stack(spikes), jnp.stack(potentials)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize("potential_loss", [False, True])
+def test_band_gradient_matches_band_reference(recurrent, potential_loss):
+  # U_th = 0.7, alpha = 0.3, band 0.4, with a bias; a loss of the spikes and (optionally)
+  # of the potentials, whose cotangent is masked like the rest of dL/du.
+  threshold, alpha, width = 0.7, 0.3, 0.4
+  currents, tau, rec, w = _inputs(31, 15, (3, 10), recurrent)
+  b = 0.1 * jax.random.normal(jax.random.PRNGKey(4), (10,))
+  wu = 0.2 * jax.random.normal(jax.random.PRNGKey(5), currents.shape)
+  k = 1.0 if potential_loss else 0.0
+
+  def lib(c, tau, rec, b):
+    s, u = bpsr_jax.lif(c, tau, recurrent_kernel=rec, bias=b, threshold=threshold,
+                        alpha=alpha, gradient="band", band_width=width,
+                        return_potentials=True)
+    return jnp.sum(s * w) + k * jnp.sum(u * wu)
+
+  def ref(c, tau, rec, b):
+    s, u = reference_band_lif(c + b, tau, rec, threshold, alpha, width)
+    return jnp.sum(s * w) + k * jnp.sum(u * wu)
+
+  s_lib = bpsr_jax.lif(currents, tau, recurrent_kernel=rec, bias=b, threshold=threshold,
+                       alpha=alpha, gradient="band", band_width=width)
+  s_ref, u_ref = reference_band_lif(currents + b, tau, rec, threshold, alpha, width)
+  np.testing.assert_array_equal(s_lib, s_ref)  # the forward is bpsr's
+  inside = np.abs(np.asarray(u_ref) - threshold) < width
+  assert 0.2 < inside.mean() < 0.8  # the band keeps some deltas and drops others
+  argnums = (0, 1, 3) + ((2,) if recurrent else ())
+  g_lib = jax.jit(jax.grad(lib, argnums=argnums))(currents, tau, rec, b)
+  g_ref = jax.grad(ref, argnums=argnums)(currents, tau, rec, b)
+  for name, a, r in zip(["currents", "tau", "bias", "recurrent_kernel"], g_lib, g_ref):
+    assert a.shape == r.shape, name
+    assert np.max(np.abs(np.asarray(r))) > 0, name
+    assert _rel_err(a, r) < 1e-5, (name, _rel_err(a, r))
+  # dL/dcurrents is delta itself: exactly zero outside the band.
+  assert np.all(np.asarray(g_lib[0])[~inside] == 0)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_band_differs_from_bpsr_and_equals_it_with_a_wide_band(recurrent):
+  currents, tau, rec, w = _inputs(37, 20, (4, 12), recurrent)
+
+  def grads(gradient, width=0.5):
+    f = lambda c, tau, rec: jnp.sum(bpsr_jax.lif(
+        c, tau, recurrent_kernel=rec, gradient=gradient, band_width=width) * w)
+    return jax.jit(jax.grad(f, argnums=(0, 1, 2) if recurrent else (0, 1)))(
+        currents, tau, rec)
+
+  exact, narrow, wide = grads("bpsr"), grads("band", 0.3), grads("band", 1e6)
+  for name, e, n, wd in zip(["currents", "tau", "recurrent_kernel"], exact, narrow, wide):
+    assert np.max(np.abs(np.asarray(e))) > 0, name
+    assert _rel_err(wd, e) < 1e-6, (name, _rel_err(wd, e))  # nothing outside the band
+    assert _rel_err(n, e) > 0.05, (name, _rel_err(n, e))  # the band drops terms
+
+
+def test_band_is_one_custom_vjp_and_band_width_is_checked():
+  c = jnp.ones((4, 2, 3))
+  jaxpr = jax.make_jaxpr(lambda c: bpsr_jax.lif(c, 0.5, gradient="band"))(c)
+  assert [e.primitive.name for e in jaxpr.jaxpr.eqns] == ["custom_vjp_call"]
+  for width in (0.0, -0.5, float("nan"), float("inf")):
+    with pytest.raises(ConfigError, match="band_width .* must be a positive finite float"):
+      neuron.lif(c, 0.5, gradient="band", band_width=width)

@@ -9,7 +9,7 @@ import bpsr_jax
 from bpsr_jax import layers
 from bpsr_jax import spmm
 
-from test_neuron import _inputs, _rel_err, reference_lif
+from test_neuron import _inputs, _rel_err, reference_band_lif, reference_lif
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -73,3 +73,32 @@ def test_spike_dense_gradients_equal_the_plain_matmul(always_sparse):
   assert _rel_err(y_s, y_d) < 1e-5
   assert _rel_err(dx_s, dx_d) < 1e-5
   assert _rel_err(dk_s, dk_d) < 1e-5
+
+
+@pytest.mark.parametrize("p", [0.0, 0.05, 0.5])
+@pytest.mark.parametrize("crossover", [0.0, 1.0])  # dense branch / sparse branch
+def test_sparse_matmul_equals_float64_dense(always_sparse, p, crossover):
+  rng = np.random.default_rng(6)
+  d = (rng.normal(size=(37, 70)) * (rng.random((37, 70)) < p)).astype(np.float32)
+  w = rng.normal(size=(70, 65)).astype(np.float32)
+  y = jax.jit(lambda d, w: spmm.sparse_matmul(d, w, crossover=crossover))(d, w)
+  assert y.shape == (37, 65) and y.dtype == jnp.float32
+  np.testing.assert_allclose(y, d.astype(np.float64) @ w.astype(np.float64), rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_band_lif_on_the_sparse_path_matches_band_reference(always_sparse):
+  # gradient="band" of a recurrent layer, its delta @ R^T by the weighted sparse kernel.
+  currents, tau, rec, w = _inputs(43, 30, (4, 16), True)
+
+  def loss(fn):
+    return lambda c, tau, rec: jnp.sum(fn(c, tau, rec) * w)
+
+  lib = loss(lambda c, tau, rec: bpsr_jax.lif(c, tau, recurrent_kernel=rec,
+                                              gradient="band", band_width=0.4))
+  ref = loss(lambda c, tau, rec: reference_band_lif(c, tau, rec, band_width=0.4)[0])
+  g_lib = jax.jit(jax.grad(lib, argnums=(0, 1, 2)))(currents, tau, rec)
+  g_ref = jax.grad(ref, argnums=(0, 1, 2))(currents, tau, rec)
+  for name, a, b in zip(["currents", "tau", "recurrent_kernel"], g_lib, g_ref):
+    assert _rel_err(a, b) < 1e-5, (name, _rel_err(a, b))
+    assert np.max(np.abs(np.asarray(b))) > 0, name

@@ -195,6 +195,20 @@ def test_resume_rules_on_epochs(tmp_path):
   assert workdir.eval_changed(new, workdir.identity(const, ds, ds.take([0, 1])))
 
 
+def test_run_json_without_a_newer_setting_counts_it_at_its_default(tmp_path):
+  # A run.json written before band_width existed resumes with the default band_width,
+  # and refuses another one, naming it.
+  from bpsr_jax import workdir
+  ds = _analog(8)
+  old = workdir.identity(CFG, ds, ds)
+  del old["config"]["band_width"]
+  workdir.write_identity(tmp_path, old)
+  assert workdir.check(tmp_path, workdir.identity(CFG, ds, ds)) is not None
+  with pytest.raises(errors.WorkdirError, match="band_width=0.5, not 0.25"):
+    workdir.check(tmp_path, workdir.identity(
+        dataclasses.replace(CFG, band_width=0.25), ds, ds))
+
+
 def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
   run = tmp_path / "run"
   run.mkdir()
@@ -444,6 +458,9 @@ def test_results_json_equals_measure_on_a_residual_net_with_pooling(tmp_path):
     (dict(tau_init=2.0), "--tau_init must lie in"),
     (dict(count_scale=0.0), "--count_scale must be"),
     (dict(learning_rate=float("nan")), "--learning_rate"),
+    (dict(gradient="band", band_width=0.0), "--band_width must be a finite number > 0"),
+    (dict(band_width=float("inf")), "--band_width must be a finite number > 0"),
+    (dict(gradient="sparse"), "--gradient must be one of"),
 ])
 def test_config_rejects_bad_values(changes, match):
   with pytest.raises(errors.ConfigError, match=match):
