@@ -7,12 +7,14 @@ Prints markdown tables:
    r1000-fc100-fc10, rank order, T = 10, batch 64 training images, the eq. 4 loss of the
    main job), for ``gradient="bpsr"`` and ``"band"`` at several band widths, and the
    cosine similarity of the band's parameter gradient with bpsr's;
-2. the band's recurrent backward product ``delta @ R^T`` ``[64, 1000] @ [1000, 1000]``
-   (one per step), dense vs the weighted sparse kernel (:func:`bpsr_jax.spmm.sparse_matmul`
-   forced) at delta densities 0.01-0.3;
+2. the band's recurrent backward product ``delta @ R^T`` (one per step) for the main job's
+   ``[64, 1000] @ [1000, 1000]`` and MIT-BIH wide's ``[64, 128] @ [128, 128]``, dense vs
+   the weighted sparse kernel (:func:`bpsr_jax.spmm.sparse_matmul` forced) at delta
+   densities 0.01-0.3;
 3. the main job's training step (AdamW, rewiring, at the trained params) with
-   ``gradient="bpsr"`` and ``"band"``: best of ``--repeats`` rounds of 5 steps, the two
-   alternating (robust on a shared machine).
+   ``gradient="bpsr"``, ``"band"`` and ``"band"`` with its ``delta @ R^T`` kept dense:
+   best of ``--repeats`` rounds of 5 steps, the three alternating (robust on a shared
+   machine).
 
 Usage:
   python benchmarks/band.py [--repeats 10] [--widths 0.25,0.5,1.0]
@@ -81,40 +83,45 @@ def density_table(params, x, y, widths):
 
 
 def products_table(repeats):
-  min_rows, spmm.MIN_ROWS = spmm.MIN_ROWS, 1
+  saved = spmm.MIN_ROWS, spmm.MIN_SPARSE_WEIGHTS
+  spmm.MIN_ROWS, spmm.MIN_SPARSE_WEIGHTS = 1, 0
   rng = np.random.default_rng(0)
-  w = jnp.asarray(rng.normal(size=(1000, 1000)), jnp.float32)
   fns = [jax.jit(lambda d, w: spmm.sparse_matmul(d, w, crossover=-1.0)),
          jax.jit(lambda d, w: spmm.sparse_matmul(d, w, crossover=1.0))]
-  print("| delta @ R^T [64, 1000] @ [1000, 1000], density | dense ms | sparse ms | "
-        "dense / sparse |")
-  print("|---|---|---|---|")
-  for p in (0.01, 0.04, 0.1, 0.2, 0.3):
-    d = jnp.asarray(rng.normal(size=(64, 1000)) * (rng.random((64, 1000)) < p), jnp.float32)
-    for f in fns:
-      jax.block_until_ready(f(d, w))
-    best = [float("inf")] * 2
-    for _ in range(repeats * 10):
-      for i, f in enumerate(fns):
-        t0 = time.perf_counter()
+  print("| delta @ R^T, one step | density | dense ms | sparse ms | dense / sparse |")
+  print("|---|---|---|---|---|")
+  for n in (1000, 128):  # MNIST main job's r1000, MIT-BIH wide's r128
+    w = jnp.asarray(rng.normal(size=(n, n)), jnp.float32)
+    for p in (0.01, 0.04, 0.1, 0.2, 0.3):
+      d = jnp.asarray(rng.normal(size=(64, n)) * (rng.random((64, n)) < p), jnp.float32)
+      for f in fns:
         jax.block_until_ready(f(d, w))
-        best[i] = min(best[i], time.perf_counter() - t0)
-    print(f"| {p} | {best[0] * 1e3:.3f} | {best[1] * 1e3:.3f} | {best[0] / best[1]:.2f}x |",
-          flush=True)
-  spmm.MIN_ROWS = min_rows
+      best = [float("inf")] * 2
+      for _ in range(repeats * 10):
+        for i, f in enumerate(fns):
+          t0 = time.perf_counter()
+          jax.block_until_ready(f(d, w))
+          best[i] = min(best[i], time.perf_counter() - t0)
+      print(f"| [64, {n}] @ [{n}, {n}] | {p} | {best[0] * 1e3:.3f} | {best[1] * 1e3:.3f} | "
+            f"{best[0] / best[1]:.2f}x |", flush=True)
+  spmm.MIN_ROWS, spmm.MIN_SPARSE_WEIGHTS = saved
 
 
 def step_table(params, batches, repeats, width):
   model = train.make_model(CFG)
   steps_per_epoch = 60000 // CFG.batch_size
   fns, states = {}, {}
-  for g in ("bpsr", "band"):
-    cfg = dataclasses.replace(CFG, gradient=g, band_width=width)
+  sparse_matmul = spmm.sparse_matmul
+  for g in ("bpsr", "band", "band, dense delta @ R^T"):
+    if g.endswith("R^T"):  # read at trace time
+      spmm.sparse_matmul = lambda d, w, **_: d @ w
+    cfg = dataclasses.replace(CFG, gradient=g[:4], band_width=width)
     tx = train.make_optimizer(cfg, steps_per_epoch)
     state = train.init_state(cfg, model, tx, np.asarray(batches[0][0][:1]))
     states[g] = state._replace(params=params, opt_state=tx.init(params))
     fns[g] = train.make_train_step(train.make_model(cfg), tx, cfg)
     jax.block_until_ready(fns[g](states[g], *batches[0]))
+  spmm.sparse_matmul = sparse_matmul
   best = {g: float("inf") for g in fns}
   for r in range(repeats):
     for g, fn in fns.items():
@@ -127,7 +134,7 @@ def step_table(params, batches, repeats, width):
   print(f"| gradient | step ms (best of {repeats} x 5) | steps/s | bpsr / this |")
   print("|---|---|---|---|")
   for g in fns:
-    label = g if g == "bpsr" else f"band ({width})"
+    label = g if g == "bpsr" else g.replace("band", f"band ({width})")
     print(f"| {label} | {best[g] * 1e3:.1f} | {1 / best[g]:.1f} | "
           f"{best['bpsr'] / best[g]:.2f}x |")
 

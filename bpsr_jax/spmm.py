@@ -47,6 +47,13 @@ MIN_COLUMNS = 64
 #: dense (``benchmarks/sparse_train.py --tables step --min_rows 1`` / ``256``).
 MIN_ROWS = 64
 
+#: :func:`sparse_matmul` (the ``delta @ R^T`` of ``gradient="band"``, once per step) stays
+#: dense for a weight matrix smaller than this: its per-step callback costs more than the
+#: dense product of a small recurrent layer (MIT-BIH wide's 128 x 128 trained at 9.8-11.8
+#: steps/s with it against 12.9-19.2 for bpsr, shared machine); the MNIST main job's
+#: 1000 x 1000 stays sparse (README, "Approximate sparse backward").
+MIN_SPARSE_WEIGHTS = 1 << 17
+
 try:  # numba is optional: without it every product is dense.
   import numba
 except ImportError:  # pragma: no cover - exercised only without numba
@@ -145,7 +152,7 @@ def sparse_matmul(d: Array, w: Array, *, crossover: float | None = None) -> Arra
   """
   crossover = CPU_CROSSOVER if crossover is None else crossover
   shape = jax.ShapeDtypeStruct((d.shape[0], w.shape[1]), w.dtype)
-  if not _sparse_pays(d, w.shape[1]):
+  if not _sparse_pays(d, w.shape[1]) or w.size < MIN_SPARSE_WEIGHTS:
     return d @ w
 
   def cpu(d, w):

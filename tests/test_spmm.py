@@ -22,6 +22,7 @@ def always_sparse(monkeypatch):
   monkeypatch.setattr(spmm, "CPU_CROSSOVER", 1.0)
   monkeypatch.setattr(spmm, "MIN_COLUMNS", 1)
   monkeypatch.setattr(spmm, "MIN_ROWS", 1)
+  monkeypatch.setattr(spmm, "MIN_SPARSE_WEIGHTS", 0)
 
 
 def _bits(seed, shape, p):
