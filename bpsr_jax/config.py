@@ -65,7 +65,9 @@ class TrainConfig:
   band_width: float = _field(neuron.DEFAULT_BAND_WIDTH, "Half-width of the band around "
                              "the threshold, in units of membrane potential, inside which "
                              "--gradient=band propagates the gradient (ignored by the "
-                             "other gradients).")
+                             "other gradients). Neurons resting outside it get no "
+                             "gradient: with the MNIST main job's zero biases 0.5 does "
+                             "not learn, 1.5 does (README).")
   tau_init: float = _field(0.5, "Initial leak factor tau, in [0, 1].")
   bias_high: float = _field(1.0, "Biases start U(0, bias_high) (paper: 1).")
   weight_gain: float = _field(1.0, "Dense kernels start N(0, gain / sqrt(fan_in)).")

@@ -55,7 +55,9 @@ DEFAULT_ALPHA = 0.5
 #: width: at the band's edge the surrogate is still exp(-1/2) = 0.61 of its peak, so the
 #: band drops more than the surrogate's tails (it is 0.14 of the peak at 2 alpha, 0.011 at
 #: 3 alpha). Neurons of a trained network sit mostly far below threshold, so this keeps a
-#: minority of the deltas (see the README, "Approximate sparse backward").
+#: minority of the deltas; but where neurons start far from threshold (the MNIST main
+#: job's zero biases leave its upper layers at u = 0) no neuron is in the band and nothing
+#: learns (README, "Approximate sparse backward").
 DEFAULT_BAND_WIDTH = 0.5
 
 GRADIENTS = ("bpsr", "band", "autodiff")

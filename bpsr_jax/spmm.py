@@ -48,10 +48,10 @@ MIN_COLUMNS = 64
 MIN_ROWS = 64
 
 #: :func:`sparse_matmul` (the ``delta @ R^T`` of ``gradient="band"``, once per step) stays
-#: dense for a weight matrix smaller than this: its per-step callback costs more than the
-#: dense product of a small recurrent layer (MIT-BIH wide's 128 x 128 trained at 9.8-11.8
-#: steps/s with it against 12.9-19.2 for bpsr, shared machine); the MNIST main job's
-#: 1000 x 1000 stays sparse (README, "Approximate sparse backward").
+#: dense for a weight matrix smaller than this (as ``event.MIN_EVENT_WEIGHTS``): MIT-BIH
+#: wide's ``[64, 128] @ [128, 128]`` timed 0.17-0.19x of dense as a callback at every
+#: density 0.01-0.3 (``python benchmarks/band.py --tables products``, shared machine); the
+#: MNIST main job's 1000 x 1000 stays sparse (README, "Approximate sparse backward").
 MIN_SPARSE_WEIGHTS = 1 << 17
 
 try:  # numba is optional: without it every product is dense.
