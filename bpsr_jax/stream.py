@@ -76,7 +76,10 @@ class HostNet(NamedTuple):
     threshold: ``U_th`` (float) or the integer threshold shifted by the guard bits.
     guard_bits: the integer model's guard bits (0 for float).
     integer: whether the model is quantized.
-    binary_input: as :attr:`bpsr_jax.event.EventNet.binary_input` (None: checked).
+    binary_input: as :attr:`bpsr_jax.event.EventNet.binary_input` (True: 0/1 spikes;
+      otherwise each input row is weighted by its value).
+    bounds: per layer ``(start, stop)`` of its neurons in the flat state (Python ints:
+      slicing with numpy integers cost ~10 us a step).
   """
   values: np.ndarray
   layout: np.ndarray
@@ -85,6 +88,7 @@ class HostNet(NamedTuple):
   guard_bits: int
   integer: bool
   binary_input: Optional[bool]
+  bounds: Tuple[Tuple[int, int], ...]
 
   @property
   def sizes(self) -> Tuple[int, ...]:
@@ -164,9 +168,10 @@ def prepare(net: event.EventNet) -> HostNet:
     thr, g = float(int(q.int_threshold) << q.guard_bits), int(q.guard_bits)
   else:
     thr, g = float(net.threshold), 0
-  return HostNet(np.concatenate(chunks), np.stack(rows),
-                 np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), thr, g,
-                 q is not None, net.binary_input)
+  offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+  bounds = tuple((int(offsets[i]), int(offsets[i + 1])) for i in range(len(sizes)))
+  return HostNet(np.concatenate(chunks), np.stack(rows), offsets, thr, g, q is not None,
+                 net.binary_input, bounds)
 
 
 def init_state(net: HostNet) -> State:
@@ -198,13 +203,14 @@ def step(net: HostNet, state: State, x) -> Tuple[State, Tuple[np.ndarray, ...]]:
   if x.shape[0] != net.layout[0, _IN]:
     raise ConfigError(f"expected one step's input of {net.layout[0, _IN]} features "
                       f"([features] or [1, features]), got shape {x.shape}")
-  weighted = net.binary_input is not True and bool(np.any((x != 0) & (x != 1)))
+  # A count input adds x_k * W[k]; for x_k = 1 that is W[k] exactly, so a possibly
+  # non-binary input is always weighted (checking it in numpy cost ~50 us a step).
+  weighted = net.binary_input is not True
   u, s = state.potentials.copy(), state.spikes.copy()
   kernel = _int_step if net.integer else _float_step
   kernel(net.values, net.layout, net.offsets, dtype(net.threshold), net.guard_bits, x,
          weighted, u, s)
-  off = net.offsets
-  return State(u, s), tuple(s[off[i]:off[i + 1]] for i in range(len(off) - 1))
+  return State(u, s), tuple([s[a:b] for a, b in net.bounds])
 
 
 def run(net: HostNet, x) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
@@ -224,8 +230,7 @@ def run(net: HostNet, x) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
     state, _ = step(net, state, x[t])
     steps.append(state.spikes)
   every = np.stack(steps)[:, None]
-  off = net.offsets
-  layers = [every[..., off[i]:off[i + 1]] for i in range(len(off) - 1)]
+  layers = [every[..., a:b] for a, b in net.bounds]
   return layers[-1], tuple(layers[:-1])
 
 
