@@ -239,7 +239,7 @@ def test_missing_data_dir_is_a_usage_error(tmp_path):
 def test_spike_data_with_rate_coding_is_a_usage_error(tmp_path, shared_data):
   proc = run_exp("mitbih", f"--data_dir={shared_data / 'mitdb'}", "--encoding=rate",
                  f"--workdir={tmp_path / 'w'}", "--train_limit=64", "--test_limit=32",
-                 timeout=120)
+                 timeout=300)  # it reads the records first: 126 s seen on a loaded machine
   assert proc.returncode != 0
   assert "already encoded as spikes" in proc.stderr, proc.stderr[-3000:]
 
