@@ -14,6 +14,11 @@ choose at run time between two paths:
 * **dense**: XLA's matmul otherwise, and always on GPU/TPU (``lax.platform_dependent``)
   until a crossover has been measured there.
 
+A recurrent layer's forward loop adds ``s^(t-1) @ R`` at every step; as one product
+per step that is ``T`` callbacks. :func:`recurrent_potentials` runs the whole loop in
+one kernel call instead (same sums, same order), falling back to the XLA loop where a
+step's spikes pass the crossover.
+
 XLA's own gather/scatter (``jnp.nonzero`` + ``segment_sum``) is no use for this: on a
 CPU it ran 2-10x *slower* than the dense product at densities 0.005-0.1 for
 ``[640, 784] @ [784, 1000]`` (scatter-add is a scalar loop), hence the kernel.
