@@ -15,8 +15,9 @@ The arithmetic is that of :func:`bpsr_jax.event.step`, operation for operation:
   recurrent layer, ``s = u >= U_th``; every product adds the selected rows in the order
   that the platform's dense ``[1, K] @ [K, N]`` uses (:func:`bpsr_jax.event.dense_order`:
   in sequence on XLA:CPU), so the spikes equal the jitted dense step's at batch 1 bit for
-  bit. A count input (``binary_input=False``, MIT-BIH's level crossings) adds
-  ``x_k * W[k]``, each product rounded before the add.
+  bit. Unless the net was prepared with ``binary_input=True``, the first layer weights
+  each row by its input (``x_k * W[k]``, rounded before the add; MIT-BIH's
+  level-crossing counts), which for ``x_k = 1`` is the row itself.
 * integer (a :func:`bpsr_jax.quantize_params` model): the shift leak and int32 adds of
   :func:`bpsr_jax.integer_apply` (sums of integers do not depend on their order):
   identical always.
