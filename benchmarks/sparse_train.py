@@ -111,14 +111,13 @@ def step_table(repeats, warmup, min_rows):
         s, _ = fn(s, *batches[(r * 5 + i) % 16])
       jax.block_until_ready(s)
       best[name] = min(best[name], (time.perf_counter() - t0) / 5)
-  print(f"Main job step after {warmup} steps: {float(metrics['spike_l2']):.0f} hidden "
-        f"spikes/sample; largest relative gradient difference sparse vs dense {rel:.1e}.")
-  print()
-  print("| path | step ms | steps/s | speed-up |")
-  print("|---|---|---|---|")
+  rows = [f"Main job step after {warmup} steps: {float(metrics['spike_l2']):.0f} hidden "
+          f"spikes/sample; largest relative gradient difference sparse vs dense {rel:.1e}.",
+          "", "| path | step ms | steps/s | speed-up |", "|---|---|---|---|"]
   for name in steps:
-    print(f"| {name} | {best[name] * 1e3:.1f} | {1 / best[name]:.1f} | "
-          f"{best['dense'] / best[name]:.2f}x |")
+    rows.append(f"| {name} | {best[name] * 1e3:.1f} | {1 / best[name]:.1f} | "
+                f"{best['dense'] / best[name]:.2f}x |")
+  return rows
 
 
 def lif_memory_table():
@@ -133,11 +132,10 @@ def lif_memory_table():
                            (0, 1))
     temp[g] = jax.jit(f).lower(cur, tau).compile().memory_analysis().temp_size_in_bytes
   mb = t * b * n * 4 / 2**20
-  print("| LIF value-and-grad T=300 B=32 N=1024 | bpsr temp MB | autodiff temp MB | ratio | "
-        "one [T, B, N] buffer MB |")
-  print("|---|---|---|---|---|")
-  print(f"| flat | {temp['bpsr'] / 2**20:.1f} | {temp['autodiff'] / 2**20:.1f} | "
-        f"{temp['autodiff'] / temp['bpsr']:.1f}x | {mb:.1f} |")
+  return ["| LIF value-and-grad T=300 B=32 N=1024 | bpsr temp MB | autodiff temp MB | "
+          "ratio | one [T, B, N] buffer MB |", "|---|---|---|---|---|",
+          f"| flat | {temp['bpsr'] / 2**20:.1f} | {temp['autodiff'] / 2**20:.1f} | "
+          f"{temp['autodiff'] / temp['bpsr']:.1f}x | {mb:.1f} |"]
 
 
 def main():
@@ -157,10 +155,10 @@ def main():
     products_table(args.repeats)
     print()
   if "step" in tables:
-    step_table(args.repeats, args.warmup, args.min_rows)
+    print("\n".join(step_table(args.repeats, args.warmup, args.min_rows)))
     print()
   if "memory" in tables:
-    lif_memory_table()
+    print("\n".join(lif_memory_table()))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from bpsr_jax import quantize
 from bpsr_jax import rewiring
 from bpsr_jax import spmm
 from bpsr_jax import steps
+from bpsr_jax import stream
 from bpsr_jax import train
 from bpsr_jax import visualize
 from bpsr_jax import workdir
@@ -57,6 +58,7 @@ from bpsr_jax.config import TrainConfig
 from bpsr_jax.optim import make_optimizer
 from bpsr_jax.parallel import make_mesh
 from bpsr_jax.steps import TrainState
+from bpsr_jax.stream import Stream
 from bpsr_jax.train import NonFiniteLossError, fit
 
 __version__ = "0.1.0"

@@ -22,7 +22,8 @@ Identity with the dense path:
   ``"pairs"`` (two such sums, over the even and the odd indices, added at the end).
   ``order="auto"`` probes which of them the platform's dense ``[B, K] @ [K, N]`` uses for
   each product's shape (:func:`dense_order`; measured on XLA:CPU: a batch-1 product is
-  sequential, Eigen's ``[64..2560, 784..1000] @ [.., 100..1000]`` products are pairs)
+  sequential; Eigen's ``[64..2560, 784..1000] @ [.., 100..1000]`` products were pairs on
+  an AVX2 machine and neither on an AVX-512 one)
   and then reproduces the dense spikes bit for bit. Where the probe recognizes neither
   order (:func:`dense_order` returns None) the fold is sequential and the spikes equal
   the dense ones except where a potential lies within float32 round-off (a few ulps of

@@ -33,7 +33,9 @@ index), as in training.
 
 Engines: ``engine="dense"`` (default) runs the jitted :class:`bpsr_jax.SNN`;
 ``engine="event"`` the event-driven simulation of :mod:`bpsr_jax.event` (same spikes).
-An engine is a replacement of :meth:`Predictor._forward`.
+An engine is a replacement of :meth:`Predictor._forward`. :meth:`Predictor.stream` runs
+one sample in real time, one step per call (:class:`bpsr_jax.stream.Stream`; with
+``engine="event"`` the compiled host engine of :mod:`bpsr_jax.stream`).
 """
 from __future__ import annotations
 
@@ -292,6 +294,24 @@ class Predictor:
     """:func:`bpsr_jax.metrics.measure` on raw samples (one batch: spikes, synapses,
     SOPs per layer; ``.table()`` prints them)."""
     return metrics.measure(self.model, {"params": self.params}, self.encode(raw, key=key))
+
+  def stream(self):
+    """A real-time session at batch 1: one time step's input per call, the state kept
+    between calls (:class:`bpsr_jax.stream.Stream`: ``step(x_t) -> [classes]`` output
+    spikes, ``predict()``, ``reset()``). ``x_t`` is one step of the encoded input
+    (:meth:`encode`'s ``[T, N, ...]`` at ``[t, n]``). Flat and recurrent models only.
+
+    Raises:
+      ConfigError: a model with conv, pooling, residual or encoding layers.
+    """
+    return _stream(self)
+
+
+def _stream(p: Predictor):
+  from bpsr_jax import event  # pylint: disable=g-import-not-at-top
+  from bpsr_jax import stream  # pylint: disable=g-import-not-at-top
+  net = event.prepare(p.params, p.config.model, threshold=p.config.threshold)
+  return stream.Stream(net, engine=p.engine)
 
 
 def _event_engine(p: Predictor):

@@ -169,10 +169,17 @@ def _forward_potentials(currents, tau, recurrent_kernel, bias, threshold):
     u = buf[t]
     return buf, u, (u < thr).astype(dtype)
 
-  zeros = jnp.zeros(currents.shape[1:], dtype)
-  u, _, _ = jax.lax.fori_loop(0, currents.shape[0], body,
-                              (currents, zeros, jnp.ones_like(zeros)))
-  return u
+  def loop():
+    zeros = jnp.zeros(currents.shape[1:], dtype)
+    u, _, _ = jax.lax.fori_loop(0, currents.shape[0], body,
+                                (currents, zeros, jnp.ones_like(zeros)))
+    return u
+
+  if recurrent_kernel is None:
+    return loop()
+  # A recurrent layer's loop as one spike-sparse kernel call on a CPU (one callback per
+  # layer, not one per step), the loop above where the spikes are dense or elsewhere.
+  return spmm.recurrent_potentials(currents, tau, recurrent_kernel, bias, threshold, loop)
 
 
 # ---------------------------------------------------------------------------------------

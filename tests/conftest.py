@@ -42,13 +42,21 @@ def shared_data() -> pathlib.Path:
   return SHARED_DATA
 
 
+_MARK = ("real_data", True)  # carried by the test's reports (also from xdist workers)
+
+
 def pytest_collection_finish(session):
   for item in session.items:  # after -k / -m deselection
     if "shared_data" in getattr(item, "fixturenames", ()):
       _REAL_DATA_TESTS.add(item.nodeid)
+      item.user_properties.append(_MARK)
 
 
 def pytest_runtest_logreport(report):
+  # Under pytest-xdist the controller collects nothing: the workers' reports say which
+  # tests use the real data.
+  if _MARK in getattr(report, "user_properties", ()):
+    _REAL_DATA_TESTS.add(report.nodeid)
   if report.nodeid not in _REAL_DATA_TESTS:
     return
   if report.failed:

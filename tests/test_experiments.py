@@ -72,6 +72,9 @@ def test_mnist_smoke(tmp_path):
   assert "mnist: test accuracy" in proc.stdout
 
 
+# ~45 s (reads all 48 records); the loader and the packaged model's raw-beat path
+# stay in the fast set (test_data_mitbih.py, test_inference.py).
+@pytest.mark.slow
 def test_mitbih_smoke(tmp_path, shared_data):
   proc = run_exp("mitbih", f"--flagfile={FLAGFILES / 'mitbih_quick.flags'}",
                  f"--data_dir={shared_data / 'mitdb'}", f"--workdir={tmp_path / 'w'}",
@@ -110,6 +113,8 @@ def test_nmnist_smoke(tmp_path, shared_data):
   check_results(tmp_path / "w")
 
 
+# ~35 s (compiles the residual conv net's gradient); the CIFAR10 loader stays fast.
+@pytest.mark.slow
 def test_cifar10_smoke(tmp_path, shared_data):
   proc = run_exp("cifar10", f"--flagfile={FLAGFILES / 'cifar10_quick.flags'}",
                  f"--data_dir={shared_data / 'cifar10-sample'}",
@@ -133,6 +138,9 @@ def _final_params(workdir):
   return pickle.loads(out.stdout)
 
 
+# ~60 s: a real SIGKILL mid-run; resume exactness stays in the fast set
+# (test_train.py::test_stop_and_resume_is_exact, test_checkpoint.py's corrupt-checkpoint resume).
+@pytest.mark.slow
 def test_resume_after_sigkill_is_exact(tmp_path):
   args = [f"--flagfile={FLAGFILES / 'mnist_quick.flags'}", "--model=r256-fc10",
           "--time_steps=8", "--train_limit=1536", "--test_limit=64", "--batch_size=16",
@@ -236,10 +244,12 @@ def test_missing_data_dir_is_a_usage_error(tmp_path):
   assert "--data_dir" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
 
 
+# ~30 s (reads the records before the check); other usage errors stay fast.
+@pytest.mark.slow
 def test_spike_data_with_rate_coding_is_a_usage_error(tmp_path, shared_data):
   proc = run_exp("mitbih", f"--data_dir={shared_data / 'mitdb'}", "--encoding=rate",
                  f"--workdir={tmp_path / 'w'}", "--train_limit=64", "--test_limit=32",
-                 timeout=120)
+                 timeout=300)  # it reads the records first: 126 s seen on a loaded machine
   assert proc.returncode != 0
   assert "already encoded as spikes" in proc.stderr, proc.stderr[-3000:]
 
@@ -248,6 +258,8 @@ def test_spike_data_with_rate_coding_is_a_usage_error(tmp_path, shared_data):
 # The Colab notebook.
 
 
+# ~35 s (a kernel process running the notebook's cells).
+@pytest.mark.slow
 def test_colab_notebook_runs_on_cpu(tmp_path):
   nbformat = pytest.importorskip("nbformat")
   nb = nbformat.read(ROOT / "experiments" / "colab.ipynb", as_version=4)

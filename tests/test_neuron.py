@@ -75,8 +75,10 @@ CASES = [
     # (T, per-step shape [..., N], recurrent, shared tau)
     (1, (4, 8), False, False),
     (1, (4, 8), True, False),
-    (300, (3, 16), False, False),
-    (300, (3, 16), True, False),
+    # T = 300: the same code paths as T = 7..25, minutes of compiling the reference's
+    # unrolled loop on 2 cores (CI's suite budget): run with -m slow.
+    pytest.param(300, (3, 16), False, False, marks=pytest.mark.slow),
+    pytest.param(300, (3, 16), True, False, marks=pytest.mark.slow),
     (7, (2, 5, 5, 3), False, True),     # conv-shaped: [batch, H, W, C], shared tau
     (25, (2, 6, 6, 4), False, False),   # conv-shaped, per-channel tau
     (13, (6,), True, False),            # no batch dim at all

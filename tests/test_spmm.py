@@ -76,6 +76,29 @@ def test_spike_dense_gradients_equal_the_plain_matmul(always_sparse):
   assert _rel_err(dk_s, dk_d) < 1e-5
 
 
+@pytest.mark.parametrize("crossover", [0.0, 1.0])  # every spiking step over the limit / none
+def test_recurrent_loop_kernel_and_its_dense_fallback(always_sparse, monkeypatch, crossover):
+  # A recurrent layer's forward loop is one kernel call; a row with more spikes than
+  # crossover * N in a step hands the whole loop over to the XLA loop. Both give the
+  # reference's spikes.
+  monkeypatch.setattr(spmm, "CPU_CROSSOVER", crossover)
+  calls = []
+  real = spmm._host_recurrent  # pylint: disable=protected-access
+
+  def spy(*args):
+    u, over = real(*args)
+    calls.append(bool(over))
+    return u, over
+
+  monkeypatch.setattr(spmm, "_host_recurrent", spy)
+  currents, tau, rec, _ = _inputs(20, 20, (3, 16), True)
+  got = jax.jit(lambda c, t, r: bpsr_jax.lif(c, t, recurrent_kernel=r))(currents, tau, rec)
+  want = reference_lif(currents, tau, rec)
+  assert np.asarray(want).sum() > 0
+  np.testing.assert_array_equal(got, want)
+  assert calls == [crossover == 0.0]
+
+
 @pytest.mark.parametrize("p", [0.0, 0.05, 0.5])
 @pytest.mark.parametrize("crossover", [0.0, 1.0])  # dense branch / sparse branch
 def test_sparse_matmul_equals_float64_dense(always_sparse, p, crossover):

@@ -1,0 +1,142 @@
+"""Host streaming inference (bpsr_jax.stream) against the dense path, spike for spike.
+
+The truth is the dense path at batch 1: :class:`bpsr_jax.SNN` run on one sample (float)
+and :func:`bpsr_jax.integer_apply` (integer), on the packaged trained models (the MNIST
+main job, r1000-fc100-fc10, and MIT-BIH wide, r128-fc64-fc5), plus a hand-computed case.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bpsr_jax
+from bpsr_jax import encode
+from bpsr_jax import event
+from bpsr_jax import pretrained
+from bpsr_jax import stream
+from bpsr_jax.errors import ConfigError
+
+MNIST_SPEC = "r1000-fc100-fc10"
+MITBIH_SPEC = "r128-fc64-fc5"
+pytestmark = pytest.mark.skipif(not stream.available(), reason="numba is not installed")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+  params, _ = pretrained.load("mnist")
+  _, test = bpsr_jax.data.load_mnist(limit=6)
+  x = encode.rank_order(jnp.asarray(test.x.reshape(6, -1)), 10, by="value",
+                        sample_ndim=1)
+  return params, np.asarray(x)
+
+
+@pytest.fixture(scope="module")
+def mitbih():
+  params, _ = pretrained.load("mitbih")
+  # Level-crossing counts [T, B, 4] like the MIT-BIH loader's (0..3 crossings a step).
+  rng = np.random.default_rng(0)
+  x = rng.choice(4, size=(40, 4, 4), p=[0.8, 0.12, 0.05, 0.03]).astype(np.float32)
+  return params, x
+
+
+def _stream_all(net, x):
+  """Every sample of ``x`` ``[T, B, F]`` streamed alone -> layers' ``[T, B, N]``."""
+  per_sample = [stream.run(net, x[:, b]) for b in range(x.shape[1])]
+  return [np.concatenate([p[1][l] if l < len(p[1]) else p[0] for p in per_sample], 1)
+          for l in range(len(per_sample[0][1]) + 1)]
+
+
+def _assert_same(got, want):
+  assert len(got) == len(want)
+  for g, w in zip(got, want):
+    np.testing.assert_array_equal(np.asarray(g, np.float32), np.asarray(w, np.float32))
+
+
+def _dense_batch1(params, spec, x):
+  apply = jax.jit(bpsr_jax.SNN(spec).apply)
+  per = [apply({"params": params}, x[:, b:b + 1]) for b in range(x.shape[1])]
+  return [np.concatenate([np.asarray(p[1][l] if l < len(p[1]) else p[0]) for p in per], 1)
+          for l in range(len(per[0][1]) + 1)]
+
+
+def test_float_recurrent_equals_dense_batch1(mnist):
+  params, x = mnist
+  want = _dense_batch1(params, MNIST_SPEC, x)
+  assert sum(int(w.sum()) for w in want) > 500  # the model spikes
+  net = stream.prepare(event.prepare(params, MNIST_SPEC, binary_input=True))
+  _assert_same(_stream_all(net, x), want)
+
+
+def test_float_counts_input_equals_dense_batch1(mitbih):
+  # binary_input None: the count input is detected at each step and weighted.
+  params, x = mitbih
+  want = _dense_batch1(params, MITBIH_SPEC, x)
+  assert sum(int(w.sum()) for w in want) > 100
+  net = stream.prepare(event.prepare(params, MITBIH_SPEC))
+  _assert_same(_stream_all(net, x), want)
+
+
+@pytest.mark.parametrize("tau_terms", [1, 2])
+def test_integer_equals_integer_apply(mnist, mitbih, tau_terms):
+  for (params, x), spec in ((mnist, MNIST_SPEC), (mitbih, MITBIH_SPEC)):
+    qparams, info = bpsr_jax.quantize_params(params, bits=8, tau_terms=tau_terms)
+    out, hidden = bpsr_jax.integer_apply(qparams, info, spec, jnp.asarray(x))
+    want = list(hidden) + [out]
+    assert sum(int(w.sum()) for w in want) > 100
+    net = stream.prepare(event.prepare(qparams, spec, quant=info))
+    _assert_same(_stream_all(net, x), want)
+
+
+def test_hand_computed_recurrent_case():
+  # One recurrent layer of 2 neurons, tau 0.5, threshold 1: neuron 0 gets 0.6 a step
+  # from input 0, and excites neuron 1 through R[0, 1] = 0.75 one step after it fires.
+  params = {"r0": {"kernel": np.array([[0.6, 0.0], [0.0, 0.0]], np.float32),
+                   "bias": np.zeros(2, np.float32), "tau": np.full(2, 0.5, np.float32),
+                   "recurrent_kernel": np.array([[0.0, 0.75], [0.0, 0.0]], np.float32)}}
+  net = stream.prepare(event.prepare(params, "r2", binary_input=True))
+  state = stream.init_state(net)
+  got = []
+  for _ in range(5):
+    state, (s,) = stream.step(net, state, np.array([1.0, 0.0], np.float32))
+    got.append((s.tolist(), state.potentials.tolist()))
+  # u0: 0.6, 0.9, 1.05 (spike), 0.6 (reset), 0.9; u1: 0, 0, 0, 0.75, 0.375
+  np.testing.assert_allclose([p for _, p in got],
+                             [[0.6, 0], [0.9, 0], [1.05, 0], [0.6, 0.75], [0.9, 0.375]],
+                             rtol=1e-6)
+  assert [s for s, _ in got] == [[0, 0], [0, 0], [1, 0], [0, 0], [0, 0]]
+
+
+def test_step_is_pure_and_checks_its_input(mnist):
+  params, x = mnist
+  net = stream.prepare(event.prepare(params, MNIST_SPEC, binary_input=True))
+  state = stream.init_state(net)
+  new, spikes = stream.step(net, state, x[0, 0][None])  # [1, features] is accepted
+  assert not state.potentials.any() and not state.spikes.any()  # not modified
+  assert [s.shape for s in spikes] == [(1000,), (100,), (10,)]
+  assert new.potentials.any()
+  with pytest.raises(ConfigError, match="784 features"):
+    stream.step(net, state, np.zeros(783, np.float32))
+
+
+def test_predictor_stream_matches_batch_prediction():
+  # The packaged model's Predictor: streaming its encoded test images one step at a time
+  # gives the output spikes and the class of its batched dense prediction; the stream's
+  # dense engine (the jitted step) gives the same.
+  p = bpsr_jax.load("mnist", engine="event")
+  _, test = bpsr_jax.data.load_mnist(limit=2)
+  x = np.asarray(p.encode(test.x))
+  out, _ = bpsr_jax.load("mnist").spikes(test.x)
+  s = p.stream()
+  assert s.engine == "event"
+  for b in range(2):
+    s.reset()
+    got = np.stack([s.step(x[t, b]) for t in range(x.shape[0])])
+    np.testing.assert_array_equal(got, out[:, b])
+    assert s.predict() == int(np.argmax(out[:, b].sum(0)))
+    assert s.steps == x.shape[0]
+  dense = stream.Stream(event.prepare(p.params, p.config.model, binary_input=True),
+                        engine="dense")
+  got = np.stack([dense.step(x[t, 0]) for t in range(x.shape[0])])
+  np.testing.assert_array_equal(got, out[:, 0])
+  with pytest.raises(ConfigError, match="engine"):
+    stream.Stream(dense._net, engine="sparse")  # pylint: disable=protected-access
