@@ -67,7 +67,7 @@ class TrainConfig:
                              "--gradient=band propagates the gradient (ignored by the "
                              "other gradients). Neurons resting outside it get no "
                              "gradient: with the MNIST main job's zero biases 0.5 does "
-                             "not learn, 1.5 does (README).")
+                             "not learn, 1.5 (the default) does (README).")
   tau_init: float = _field(0.5, "Initial leak factor tau, in [0, 1].")
   bias_high: float = _field(1.0, "Biases start U(0, bias_high) (paper: 1).")
   weight_gain: float = _field(1.0, "Dense kernels start N(0, gain / sqrt(fan_in)).")

@@ -51,14 +51,14 @@ Array = jax.Array
 DEFAULT_ALPHA = 0.5
 
 #: Default half-width of the band of ``gradient="band"``, in units of membrane potential
-#: (like ``alpha``; 0.5 U_th at the default threshold 1). It equals the default surrogate
-#: width: at the band's edge the surrogate is still exp(-1/2) = 0.61 of its peak, so the
-#: band drops more than the surrogate's tails (it is 0.14 of the peak at 2 alpha, 0.011 at
-#: 3 alpha). Neurons of a trained network sit mostly far below threshold, so this keeps a
-#: minority of the deltas; but where neurons start far from threshold (the MNIST main
-#: job's zero biases leave its upper layers at u = 0) no neuron is in the band and nothing
-#: learns (README, "Approximate sparse backward").
-DEFAULT_BAND_WIDTH = 0.5
+#: (like ``alpha``; 1.5 U_th at the default threshold 1), 3 surrogate widths: the
+#: surrogate is 0.011 of its peak at the band's edge. Measured on the MNIST main job
+#: (README, "Approximate sparse backward"): 1.5 learns as bpsr does (96.96 % against
+#: 97.01 % after 3 epochs); 0.5 (one surrogate width, where the surrogate is still 0.61 of
+#: its peak) does not learn at all: the zero biases leave the upper layers at u = 0, outside
+#: the band, so no delta reaches them. A narrower band keeps fewer deltas (0.04-0.21 of
+#: them at 0.5 on the trained model, 0.23-0.55 at 1.5).
+DEFAULT_BAND_WIDTH = 1.5
 
 GRADIENTS = ("bpsr", "band", "autodiff")
 
