@@ -234,3 +234,14 @@ def test_flops_and_ops_of_every_layer_kind_by_hand():
   rows = metrics.energy_table(r, sparse, references=())
   assert rows[0]["energy"] == 535
   assert rows[1]["fi_add"] == 117 - 20 - 6 - 7 and rows[1]["bit_op"] == 89 - 5
+
+
+def test_single_layer_network_batch_two():
+  model = SNN("fc2")
+  x = jnp.ones((3, 2, 4))   # T = 3, batch 2, every input spikes every step
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  params = _set(params, fc0=dict(kernel=np.ones((4, 2)), bias=[0, 0], tau=[0.5, 0.5]))
+  r = metrics.measure(model, {"params": params}, x)
+  assert (r.time_steps, r.batch, len(r.layers), r.input_spikes) == (3, 2, 1, 12)
+  # 12 input spikes per sample, each reaching 2 synapses; currents of 4 fire every step.
+  assert (r.synapses, r.sops, r.spikes) == (8, 24, 6)
