@@ -122,6 +122,7 @@ def test_conv_connections_per_position_and_pooling():
   # Pooling has no neurons: 4 x 4 x 2 conv neurons and 2 outputs.
   assert (conv.neurons, pool.neurons, fc.neurons, r.neurons) == (32, 0, 2, 34)
   assert pool.firing_rate == 0.0
+  assert [l.encoding for l in r.layers] == [False, False, False]
 
 
 def test_matmul_floor_flops():
@@ -245,3 +246,17 @@ def test_single_layer_network_batch_two():
   assert (r.time_steps, r.batch, len(r.layers), r.input_spikes) == (3, 2, 1, 12)
   # 12 input spikes per sample, each reaching 2 synapses; currents of 4 fire every step.
   assert (r.synapses, r.sops, r.spikes) == (8, 24, 6)
+
+
+def test_encoding_layer_connections_with_batch_two():
+  from bpsr_jax import train  # pylint: disable=g-import-not-at-top
+  cfg = train.TrainConfig(model="efc3-fc2", encoding="analog", time_steps=2)
+  model = train.make_model(cfg)
+  x = jnp.ones((2, 4))   # analog input, batch 2
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  params = _set(params, fc0=dict(kernel=np.ones((4, 3))))
+  r = metrics.measure(model, {"params": params}, x)
+  enc = r.layers[0]
+  # One sample's 4 inputs reach 3 neurons each: 12 connections, 12 MACs, no SOPs.
+  assert enc.encoding and (enc.connections, enc.macs, enc.sops) == (12, 12.0, 0.0)
+  assert (r.batch, r.time_steps, r.input_spikes) == (2, 2, 0.0)
