@@ -260,3 +260,6 @@ def test_encoding_layer_connections_with_batch_two():
   # One sample's 4 inputs reach 3 neurons each: 12 connections, 12 MACs, no SOPs.
   assert enc.encoding and (enc.connections, enc.macs, enc.sops) == (12, 12.0, 0.0)
   assert (r.batch, r.time_steps, r.input_spikes) == (2, 2, 0.0)
+  # count_events' per-sample counts are [batch] for the encoding layer too.
+  _, _, counts = metrics.count_events(model, {"params": params}, x)
+  assert counts[0]["input_spikes"].shape == counts[0]["sops"].shape == (2,)
