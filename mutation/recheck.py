@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 
+import cosmic_ray.plugins
 from cosmic_ray.config import load_config
+from cosmic_ray.mutating import apply_mutation
 from cosmic_ray.testing import run_tests
 from cosmic_ray.work_db import WorkDB, use_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome
@@ -35,15 +37,32 @@ def main(config_path: str, session: str) -> None:
       for name in ("bpsr_jax", "tests"):
         shutil.copytree(ROOT / name, pathlib.Path(tmp) / name)
       shutil.copy(ROOT / "pyproject.toml", tmp)
-      diff = result.diff if result.diff.endswith("\n") else result.diff + "\n"
-      subprocess.run(["patch", "-p1", "--quiet"], input=diff, text=True, cwd=tmp,
-                     check=True)
+      _mutate(tmp, m, result.diff)
       outcome, _ = _run_in(tmp, config)
     killed = outcome != TestOutcome.SURVIVED
     still += not killed
     print(f"{'killed  ' if killed else 'SURVIVES'} {m.operator_name} #{m.occurrence} "
           f"line {m.start_pos[0]}")
   print(f"{len(survivors) - still} of {len(survivors)} former survivors killed now")
+
+
+def _mutate(directory, mutation, diff):
+  """Applies the mutant's diff; if it does not apply (cosmic-ray's diffs of a file's last
+  line can carry a spurious blank line), applies the mutation itself with cosmic-ray's
+  operator and occurrence, which hold while the module's source is unchanged."""
+  diff = diff if diff.endswith("\n") else diff + "\n"
+  done = subprocess.run(["patch", "-p1", "--quiet", "--dry-run"], input=diff, text=True,
+                        cwd=directory, capture_output=True)
+  if done.returncode == 0:
+    subprocess.run(["patch", "-p1", "--quiet"], input=diff, text=True, cwd=directory,
+                   check=True)
+    return
+  operator = cosmic_ray.plugins.get_operator(mutation.operator_name)(
+      **(mutation.operator_args or {}))
+  path = pathlib.Path(directory) / mutation.module_path
+  original, mutated = apply_mutation(path, operator, mutation.occurrence)
+  if mutated is None or mutated == original:
+    raise RuntimeError(f"could not apply {mutation.operator_name} #{mutation.occurrence}")
 
 
 def _run_in(directory, config):

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import threading
 
 import jax
 import numpy as np
@@ -156,17 +157,23 @@ def test_every_step_corrupt_is_a_checkpoint_error(tmp_path):
   empty.close()
 
 
-def test_unreadable_orbax_step_metadata_hides_only_that_step(tmp_path):
+def test_unreadable_orbax_step_metadata_hides_only_that_step(tmp_path, caplog):
   """orbax reads every step's _CHECKPOINT_METADATA when it opens the folder."""
   _saved(tmp_path)
   path = tmp_path / "3" / "_CHECKPOINT_METADATA"  # two flipped bits: two unknown keys
   text = path.read_text().replace("performance_metrics", "performa.ce_metrics")
   path.write_text(text.replace("commit_timestamp_nsecs", "commit_timest!mp_nsecs"))
-  ck = ckpt_lib.Checkpointer(tmp_path)
-  state, _ = ck.restore(_big_state(0))
+  with caplog.at_level(logging.WARNING):
+    ck = ckpt_lib.Checkpointer(tmp_path)
+    assert ck.all_steps() == [1, 2] and ck.all_steps() == [1, 2]
+    state, _ = ck.restore(_big_state(0))
   ck.close()
   assert ck.restored_step == 2
   _assert_state(state, 2)
+  # One warning names the step, however often orbax lists the folder.
+  warned = re.findall(r"checkpoint step 3 in .* is invalid \(unreadable orbax step "
+                      r"metadata \(\w+: ", caplog.text)
+  assert len(warned) == 1, caplog.text
 
 
 def test_fit_resumes_past_a_corrupt_checkpoint_to_the_uninterrupted_result(tmp_path, caplog):
@@ -192,3 +199,89 @@ def test_fit_resumes_past_a_corrupt_checkpoint_to_the_uninterrupted_result(tmp_p
   assert jax.tree.structure(ref) == jax.tree.structure(got)
   for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_restore_at_or_before_a_given_step(tmp_path):
+  _saved(tmp_path)   # steps 1, 2, 3
+  ck = ckpt_lib.Checkpointer(tmp_path, read_only=True)
+  for step, want in ((2, 2), (1, 1), (3, 3), (7, 3)):
+    state, meta = ck.restore(_big_state(0), step=step)
+    assert ck.restored_step == want and meta == {"step": want}
+    _assert_state(state, want)
+  with pytest.raises(CheckpointError, match="no checkpoint at or before step 0 in"):
+    ck.restore(_big_state(0), step=0)
+  ck.close()
+  np.testing.assert_array_equal(ckpt_lib.restore_params(tmp_path, step=2)["w"],
+                                _big_state(2)["params"]["w"])
+
+
+def test_a_step_set_aside_again_gets_the_next_free_name(tmp_path):
+  _saved(tmp_path)
+  (tmp_path / "3.corrupt").mkdir()     # set aside twice before
+  (tmp_path / "3.corrupt.1").mkdir()
+  _largest_file(tmp_path / "3").unlink()
+  ck = ckpt_lib.Checkpointer(tmp_path)
+  ck.restore(_big_state(0))
+  assert ck.restored_step == 2
+  # In a thread with a deadline: a name search that never ends must fail, not hang.
+  saver = threading.Thread(target=ck.save, args=(3, _big_state(3), {"step": 3}),
+                           daemon=True)
+  saver.start()
+  saver.join(timeout=120)
+  assert not saver.is_alive(), "save(3) is still looking for a free .corrupt name"
+  ck.wait()
+  assert (tmp_path / "3.corrupt.2").is_dir()
+  state, _ = ck.restore(_big_state(0))
+  ck.close()
+  assert ck.restored_step == 3
+  _assert_state(state, 3)
+
+
+def test_a_synchronous_save_is_complete_when_it_returns(tmp_path):
+  ck = ckpt_lib.Checkpointer(tmp_path, asynchronous=False)
+  big = {"params": {"w": np.ones((2048, 2048), np.float32)}, "step": np.asarray(1)}
+  ck.save(1, big, {"step": 1})
+  # No wait(): another reader already finds the committed step.
+  reader = ckpt_lib.Checkpointer(tmp_path, read_only=True)
+  assert reader.all_steps() == [1]
+  reader.close()
+  ck.close()
+
+
+def test_error_reasons_are_the_first_line_of_the_error():
+  error = ValueError("  first line\nsecond line\n")
+  assert ckpt_lib._one_line(error) == "ValueError: first line"  # pylint: disable=protected-access
+  assert ckpt_lib._one_line(KeyError()) == "KeyError: "  # pylint: disable=protected-access
+  assert ckpt_lib._one_line(OSError("x" * 300)) == "OSError: " + "x" * 240  # pylint: disable=protected-access
+
+
+def test_reading_params_leaves_another_writers_unfinished_step_alone(tmp_path):
+  _saved(tmp_path, steps=(1, 2))
+  # A save in progress elsewhere (e.g. the training process): orbax's temporary folder.
+  pending = tmp_path / "3.orbax-checkpoint-tmp-1234"
+  pending.mkdir()
+  (pending / "data").write_text("being written")
+  np.testing.assert_array_equal(ckpt_lib.restore_params(tmp_path)["w"],
+                                _big_state(2)["params"]["w"])
+  np.testing.assert_array_equal(ckpt_lib.restore_params(tmp_path, step=1)["w"],
+                                _big_state(1)["params"]["w"])
+  assert (pending / "data").read_text() == "being written"
+
+
+def test_params_of_an_unverified_sequence_state_are_its_first_item(tmp_path, caplog):
+  """A checkpoint written by orbax alone (no digests): a state saved as a tuple comes
+  back as a list; its params are the first item."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager = ocp.CheckpointManager(
+      tmp_path, options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False),
+      item_names=("state", "meta"))
+  params = {"w": np.arange(4.0, dtype=np.float32)}
+  manager.save(1, args=ocp.args.Composite(
+      state=ocp.args.StandardSave((params, {"o": np.zeros(2)}, np.asarray(5))),
+      meta=ocp.args.JsonSave({"step": 1})))
+  manager.close()
+  with caplog.at_level(logging.WARNING):
+    got = ckpt_lib.restore_params(tmp_path)
+  assert "has no digests" in caplog.text
+  assert jax.tree.structure(got) == jax.tree.structure(params)
+  np.testing.assert_array_equal(got["w"], params["w"])

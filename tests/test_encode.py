@@ -97,6 +97,13 @@ def test_rank_order_jit_and_errors():
                                 encode.rank_order(x, 5, by="rank", sample_ndim=2))
   with pytest.raises(ValueError, match="by must be"):
     encode.rank_order(x, 5, by="latency")
+  # A mode built at run time (a flag value), not the interned literal, is compared by
+  # value.
+  for by in ("value", "rank"):
+    built = "".join(list(by))
+    assert built is not by
+    np.testing.assert_array_equal(encode.rank_order(x, 5, by=built),
+                                  encode.rank_order(x, 5, by=by))
   with pytest.raises(ValueError, match="sample_ndim"):
     encode.rank_order(x, 5, by="rank", sample_ndim=3)
 
@@ -269,3 +276,47 @@ def test_frame_events_empty_and_denoise():
   kept = encode.frame_events(ev, time_steps=3, duration_us=30_000, denoise_us=1000,
                              binary=False)
   assert kept.sum() == 1 and kept[2, 1, 20, 21] == 1
+
+
+# ---------------------------------------------------------------- random shift
+
+
+def _shifted(img, dy, dx):
+  """Loop reference: out[i, j] = img[i - dy, j - dx] inside the image, else 0."""
+  h, w = img.shape[:2]
+  ref = np.zeros_like(img)
+  for i in range(h):
+    for j in range(w):
+      if 0 <= i - dy < h and 0 <= j - dx < w:
+        ref[i, j] = img[i - dy, j - dx]
+  return ref
+
+
+def test_random_shift_matches_a_loop_reference():
+  x = np.random.default_rng(0).random((6, 5, 7, 2)).astype(np.float32)
+  key = jax.random.PRNGKey(4)
+  out = np.asarray(encode.random_shift(key, jnp.asarray(x), 2))
+  offsets = np.asarray(jax.random.randint(key, (6, 2), -2, 3))
+  assert len({tuple(o) for o in offsets}) > 1
+  for b, (dy, dx) in enumerate(offsets):
+    np.testing.assert_array_equal(out[b], _shifted(x[b], dy, dx))
+  np.testing.assert_array_equal(encode.random_shift(key, jnp.asarray(x), 0), x)
+  for shape in ((3, 4), (3, 4, 5)):
+    with pytest.raises(ValueError, match=r"random_shift expects \[B, H, W, C\]"):
+      encode.random_shift(key, jnp.zeros(shape), 1)
+
+
+def test_random_shift_draws_every_offset_in_range():
+  # Distinct pixel values identify the offset of every sample; with 300 samples and
+  # max_shift 1 each of the 9 offsets (dy, dx) in [-1, 1]^2 occurs (a missing one has
+  # probability ~ 9 (8/9)^300 = 4e-15), and no other does.
+  b, h, w = 300, 4, 5
+  x = np.tile(np.arange(1, h * w + 1, dtype=np.float32).reshape(1, h, w, 1), (b, 1, 1, 1))
+  out = np.asarray(encode.random_shift(jax.random.PRNGKey(0), jnp.asarray(x), 1))
+  grid = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+  seen = []
+  for i in range(b):
+    match = [o for o in grid if np.array_equal(out[i], _shifted(x[i], *o))]
+    assert len(match) == 1, i
+    seen.append(match[0])
+  assert set(seen) == set(grid)

@@ -1,4 +1,6 @@
 """Metrics on hand-computed tiny networks: synapses, connections, SOPs, FLOPs, energy."""
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -117,6 +119,10 @@ def test_conv_connections_per_position_and_pooling():
   assert pool.kind == "pool" and pool.connections == 32 and pool.sops == pool.input_spikes
   assert fc.synapses == int(np.count_nonzero(params["fc2"]["kernel"]))
   assert r.connections == 184 + 32 + fc.connections
+  # Pooling has no neurons: 4 x 4 x 2 conv neurons and 2 outputs.
+  assert (conv.neurons, pool.neurons, fc.neurons, r.neurons) == (32, 0, 2, 34)
+  assert pool.firing_rate == 0.0
+  assert [l.encoding for l in r.layers] == [False, False, False]
 
 
 def test_matmul_floor_flops():
@@ -139,6 +145,8 @@ def test_no_spikes_recorded_is_a_clear_error():
     metrics.firing_rates(None)
   with pytest.raises(ValueError, match=r"\[T, batch"):
     metrics.firing_rates([jnp.ones((3,))])
+  with pytest.raises(ValueError, match=r"layer 1: expected spikes \[T, batch"):
+    metrics.firing_rates([jnp.ones((2, 1, 3)), None])
 
 
 def test_firing_rates_from_model_output():
@@ -165,3 +173,93 @@ def test_missing_peer_is_a_clear_error(monkeypatch):
     peers.load("NoSuchSNN")
   with pytest.raises(KeyError, match="unknown framework"):
     peers.load("Brian2")
+
+
+def _mixed_report():
+  """A hand-made report (T = 3) with every kind of layer the counters price: an encoding
+  conv, a pooling window, a recurrent layer, an identity shortcut and a dense output."""
+  lm = metrics.LayerMetrics
+  layers = [
+      lm("conv0", "conv", 8, 3, 50, 50, 0, 9.0, 0.0, 0.0, macs=50.0, encoding=True,
+         first=True),
+      lm("pool1", "pool", 0, 3, 0, 16, 0, 0.0, 5.0, 5.0),
+      lm("r2", "recurrent", 4, 3, 40, 40, 12, 3.0, 5.0, 20.0),
+      lm("res3/identity", "identity", 0, 3, 0, 4, 0, 0.0, 6.0, 6.0),
+      lm("fc4", "dense", 2, 3, 8, 8, 0, 1.0, 3.0, 7.0),
+  ]
+  return metrics.Report(layers, batch=4, time_steps=3, input_spikes=0.0)
+
+
+def test_flops_and_ops_of_every_layer_kind_by_hand():
+  r = _mixed_report()
+  assert [l.firing_rate for l in r.layers] == [9 / 24, 0.0, 3 / 12, 0.0, 1 / 6]
+  # Learning FLOPs (forward 2 conn T, dW the same, dx but into the input, 18 per
+  # neuron-step; the encoding layer's contraction once; pool and identity 2 conn T):
+  # conv 100 + 100 + 0 + 18 * 24; pool 96; r2 240 + 240 + (168 + 72) + 18 * 12;
+  # identity 24; fc 48 + 48 + 48 + 18 * 6.
+  assert r.learning_flops == 632 + 96 + 936 + 24 + 252
+  # Clock-driven inference: 2 conn T (encoding: once) + 4 per neuron-step.
+  assert metrics.dense_inference_flops(r) == 196 + 96 + 288 + 24 + 72
+  # Float SNN: SOPs are adds, the pool's are bitwise; the encoding layer's MACs once;
+  # per neuron-step 1 mul, 2 adds, 1 bitwise op.
+  ops = metrics.snn_ops(r)
+  assert ops == {"fl_add": 98 + 44 + 6 + 19, "fl_mul": 74 + 12 + 6, "fi_add": 0,
+                 "bit_op": 24 + 5 + 12 + 6}
+  assert r.inference_flops == 167 + 92
+  assert metrics.energy(ops) == 167 + 4 * 92
+  # Fixed point: SOPs and neuron adds fixed-point, leak and reset bitwise, the
+  # encoding layer's MACs stay float.
+  q = metrics.snn_ops(r, quantized=True)
+  assert q == {"fl_add": 50, "fl_mul": 50, "fi_add": 48 + 44 + 6 + 19,
+               "bit_op": 48 + 5 + 24 + 12}
+  assert metrics.energy(q) == pytest.approx(50 + 4 * 50 + 0.2 * 117)
+  assert metrics.energy(q, {"fl_add": 1, "fl_mul": 1, "fi_add": 1, "bit_op": 1}) == 306
+  # References: one evaluation per connection; pooling 16 comparisons.
+  assert metrics.reference_ops(r, "ann") == {
+      "fl_add": 50 + 8 + 16 + 44 + 4 + 10, "fl_mul": 102, "fi_add": 0, "bit_op": 14}
+  addernet = {"fl_add": 58 + 16 + 84 + 8 + 18, "fl_mul": 64, "fi_add": 0, "bit_op": 14}
+  assert metrics.reference_ops(r, "addernet") == addernet
+  name = "addernet"
+  built = "".join(list(name))   # a kind read at run time (a flag), not the literal
+  assert built is not name and metrics.reference_ops(r, built) == addernet
+  bnn = {"fl_add": 64, "fl_mul": 64, "fi_add": 0, "bit_op": 8 + 16 + 84 + 8 + 18}
+  assert metrics.reference_ops(r) == metrics.reference_ops(r, "ann")
+  assert metrics.reference_ops(r, "bnn") == bnn
+  assert metrics.reference_ops(r, "xnor") == dict(bnn, fl_mul=64 + 14)
+  rows = metrics.energy_table(r, references=("bnn",))
+  assert [row["network"] for row in rows] == ["snn", "snn_ptq", "bnn"]
+  assert rows[0]["operations"] == 167 + 92 + 47 and rows[0]["energy"] == 535
+  assert rows[1]["energy"] == pytest.approx(273.4) and rows[2]["operations"] == 262
+  # A separately measured PTQ report replaces the float one in the snn_ptq row only.
+  sparse = metrics.Report([dataclasses.replace(l, sops=0.0) for l in r.layers], 4, 3, 0.0)
+  rows = metrics.energy_table(r, sparse, references=())
+  assert rows[0]["energy"] == 535
+  assert rows[1]["fi_add"] == 117 - 20 - 6 - 7 and rows[1]["bit_op"] == 89 - 5
+
+
+def test_single_layer_network_batch_two():
+  model = SNN("fc2")
+  x = jnp.ones((3, 2, 4))   # T = 3, batch 2, every input spikes every step
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  params = _set(params, fc0=dict(kernel=np.ones((4, 2)), bias=[0, 0], tau=[0.5, 0.5]))
+  r = metrics.measure(model, {"params": params}, x)
+  assert (r.time_steps, r.batch, len(r.layers), r.input_spikes) == (3, 2, 1, 12)
+  # 12 input spikes per sample, each reaching 2 synapses; currents of 4 fire every step.
+  assert (r.synapses, r.sops, r.spikes) == (8, 24, 6)
+
+
+def test_encoding_layer_connections_with_batch_two():
+  from bpsr_jax import train  # pylint: disable=g-import-not-at-top
+  cfg = train.TrainConfig(model="efc3-fc2", encoding="analog", time_steps=2)
+  model = train.make_model(cfg)
+  x = jnp.ones((2, 4))   # analog input, batch 2
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  params = _set(params, fc0=dict(kernel=np.ones((4, 3))))
+  r = metrics.measure(model, {"params": params}, x)
+  enc = r.layers[0]
+  # One sample's 4 inputs reach 3 neurons each: 12 connections, 12 MACs, no SOPs.
+  assert enc.encoding and (enc.connections, enc.macs, enc.sops) == (12, 12.0, 0.0)
+  assert (r.batch, r.time_steps, r.input_spikes) == (2, 2, 0.0)
+  # count_events' per-sample counts are [batch] for the encoding layer too.
+  _, _, counts = metrics.count_events(model, {"params": params}, x)
+  assert counts[0]["input_spikes"].shape == counts[0]["sops"].shape == (2,)

@@ -112,6 +112,20 @@ def test_integer_leak_rounds_every_term_down(max_tau_shift, tau_terms):
   np.testing.assert_array_equal(leak[:, terms <= 1], exact_floor[:, terms <= 1])
 
 
+def test_tau_code_defaults_are_one_shift_of_at_most_six():
+  # quantize_tau and tau_from_code default to the paper's scheme: tau_terms = 1, K = 6.
+  # 2^-7 lies halfway between 0 and 2^-6 (tie: the larger); 0.75 halfway between 1/2
+  # and 1 (one shift; two terms would give 48 / 64).
+  codes = qz.quantize_tau(jnp.array([2.0 ** -7, 0.75, 0.3, 2.0 ** -8]))
+  np.testing.assert_array_equal(np.asarray(codes), [6, 0, 2, qz.TAU_ZERO])
+  # Two-term numerators M / 2^K with the default K = 6.
+  np.testing.assert_array_equal(
+      np.asarray(qz.tau_from_code(jnp.array([32, 48, 1, 64]), tau_terms=2)),
+      np.float32([0.5, 0.75, 1 / 64, 1.0]))
+  np.testing.assert_array_equal(np.asarray(qz.tau_from_code(codes)),
+                                np.float32([1 / 64, 1.0, 0.25, 0.0]))
+
+
 def test_round_tau_matches_quantizer():
   params = {"a": {"tau": jnp.array([0.3, 0.7, 0.01, 1.0]), "kernel": jnp.array([[0.3]])}}
   out = qz.round_tau(params, max_tau_shift=3, tau_terms=1)
@@ -391,6 +405,17 @@ def test_storage_report_hand_counts():
   assert qz.storage_report(params)["dense_bits"] == 10 * 32
 
 
+def test_storage_bytes_round_up():
+  # 3 weights (2 nonzero), 1 bias, 1 tau at 5 bits with one tau term (K = 6: 8 levels,
+  # 3 bits): dense 3 * 5 + 5 + 3 = 23 bits -> 3 bytes; sparse 2 * 5 + 5 + 3 = 18 -> 3.
+  params = {"l": {"kernel": jnp.array([[0.5], [0.0], [-0.25]]), "bias": jnp.zeros(1),
+                  "tau": jnp.full(1, 0.5)}}
+  q, info = qz.quantize_params(params, bits=5, tau_terms=1)
+  report = qz.storage_report(q, info)
+  assert (report["dense_bits"], report["sparse_bits"]) == (23, 18)
+  assert (report["dense_bytes"], report["sparse_bytes"]) == (3, 3)
+
+
 @pytest.mark.parametrize("bits", [1, 0, -3, 2.5, 17, True])
 def test_bad_bits_raise(bits):
   with pytest.raises(ValueError, match="bits"):
@@ -398,8 +423,9 @@ def test_bad_bits_raise(bits):
 
 
 def test_bad_arguments_raise():
-  with pytest.raises(ValueError, match="threshold"):
-    qz.quantize_params({"kernel": jnp.zeros((2, 2))}, 8, threshold=0.0)
+  for threshold in (0.0, -1.0, float("nan")):
+    with pytest.raises(ValueError, match="threshold"):
+      qz.quantize_params({"kernel": jnp.zeros((2, 2))}, 8, threshold=threshold)
   with pytest.raises(ValueError, match="max_tau_shift"):
     qz.quantize_params({"kernel": jnp.zeros((2, 2))}, 8, max_tau_shift=-1)
   with pytest.raises(ValueError, match="max_tau_shift"):

@@ -284,24 +284,6 @@ def test_schedules():
       assert float(sched(s)) == pytest.approx(want(s - w), rel=1e-5, abs=1e-12), (name, s)
 
 
-def test_random_shift_matches_a_loop_reference():
-  x = np.random.default_rng(0).random((6, 5, 7, 2)).astype(np.float32)
-  key = jax.random.PRNGKey(4)
-  out = np.asarray(T.random_shift(key, jnp.asarray(x), 2))
-  offsets = np.asarray(jax.random.randint(key, (6, 2), -2, 3))
-  assert len({tuple(o) for o in offsets}) > 1
-  for b, (dy, dx) in enumerate(offsets):
-    ref = np.zeros_like(x[b])
-    for i in range(5):
-      for j in range(7):
-        if 0 <= i - dy < 5 and 0 <= j - dx < 7:
-          ref[i, j] = x[b, i - dy, j - dx]
-    np.testing.assert_array_equal(out[b], ref)
-  np.testing.assert_array_equal(T.random_shift(key, jnp.asarray(x), 0), x)
-  with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
-    T.random_shift(key, jnp.zeros((3, 4)), 1)
-
-
 def test_augment_shift_needs_images(tmp_path):
   with pytest.raises(ValueError, match="already spikes"):
     T.validate_config(dataclasses.replace(CFG, encoding="none", augment_shift=1),
