@@ -147,6 +147,8 @@ def test_no_spikes_recorded_is_a_clear_error():
     metrics.firing_rates([jnp.ones((3,))])
   with pytest.raises(ValueError, match=r"layer 1: expected spikes \[T, batch"):
     metrics.firing_rates([jnp.ones((2, 1, 3)), None])
+  with pytest.raises(ValueError, match=r"layer 0: expected spikes \[T, batch"):
+    metrics.firing_rates([[[[0.0, 1.0]]]])   # nested lists: no ndim
 
 
 def test_firing_rates_from_model_output():
