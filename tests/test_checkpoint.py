@@ -176,6 +176,9 @@ def test_unreadable_orbax_step_metadata_hides_only_that_step(tmp_path, caplog):
   assert len(warned) == 1, caplog.text
 
 
+# ~60 s (two fits); resume exactness stays fast in test_train.py::test_stop_and_resume_is_exact,
+# the corrupt-step handling in this file's restore tests.
+@pytest.mark.slow
 def test_fit_resumes_past_a_corrupt_checkpoint_to_the_uninterrupted_result(tmp_path, caplog):
   """Fault injection: flipped bits in the newest checkpoint of a stopped run."""
   rng = np.random.default_rng(0)

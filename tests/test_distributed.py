@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""
@@ -59,6 +61,9 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+# ~80 s (a 4-device subprocess run): the sharded step's code runs in every fit test
+# with one device; this one compares 4 devices with 1.
+@pytest.mark.slow
 def test_four_devices_match_one(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))

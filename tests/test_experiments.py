@@ -84,6 +84,8 @@ def test_mitbih_smoke(tmp_path, shared_data):
   assert r["flags"]["classes"] == "5"
 
 
+# ~50 s on 2 busy cores; the gas loader stays fast (test_data_gas.py).
+@pytest.mark.slow
 def test_gas_drift_smoke(tmp_path, shared_data):
   proc = run_exp("gas", f"--flagfile={FLAGFILES / 'gas_drift_quick.flags'}",
                  f"--data_dir={shared_data / 'gas-drift'}", f"--workdir={tmp_path / 'w'}",
@@ -103,6 +105,8 @@ def _fake_nmnist_tree(src, dst, per_digit=2):
   return dst
 
 
+# ~60 s on 2 busy cores; the N-MNIST loader stays fast (test_data_nmnist.py).
+@pytest.mark.slow
 def test_nmnist_smoke(tmp_path, shared_data):
   data_dir = _fake_nmnist_tree(shared_data / "nmnist" / "sample_nmnist.bin",
                                tmp_path / "nmnist")

@@ -46,7 +46,9 @@ def test_products_equal_float64_dense(always_sparse, p, crossover):
     np.testing.assert_allclose(g, want_g, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("t,shape", [(40, (3, 16)), (9, (2, 3, 7))])
+@pytest.mark.parametrize("t,shape", [
+    pytest.param(40, (3, 16), marks=pytest.mark.slow),  # ~30 s; T = 9 covers the path
+    (9, (2, 3, 7))])
 def test_recurrent_lif_on_the_sparse_path_matches_reference(always_sparse, t, shape):
   currents, tau, rec, w = _inputs(t, t, shape, True)
 

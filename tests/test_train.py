@@ -204,7 +204,7 @@ def test_run_json_without_a_newer_setting_counts_it_at_its_default(tmp_path):
   del old["config"]["band_width"]
   workdir.write_identity(tmp_path, old)
   assert workdir.check(tmp_path, workdir.identity(CFG, ds, ds)) is not None
-  with pytest.raises(errors.WorkdirError, match="band_width=0.5, not 0.25"):
+  with pytest.raises(errors.WorkdirError, match="band_width=1.5, not 0.25"):
     workdir.check(tmp_path, workdir.identity(
         dataclasses.replace(CFG, band_width=0.25), ds, ds))
 
