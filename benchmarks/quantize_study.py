@@ -7,7 +7,7 @@ the BPSR clamp. Then quantizes the sparse model to 8 and 4 bits with both leak s
 of ``bpsr_jax.quantize`` (``tau_terms=1``: tau = 2^-k, one right shift, the paper's;
 ``tau_terms=2``: tau = +-2^-a +- 2^-b, two shift-adds), straight (PTQ of the trained
 model) and after fine-tuning the other parameters with tau frozen on each scheme's grid,
-and runs every quantized model with ``bpsr_jax.quantize.integer_apply``. Prints one
+and runs every quantized model with ``bpsr_jax.integer.integer_apply``. Prints one
 table: test accuracy, synapse count and storage of each variant.
 
 Usage (about 1.5 minutes on 2 CPU cores)::
@@ -31,6 +31,7 @@ import optax
 
 from bpsr_jax import constraints
 from bpsr_jax import encode
+from bpsr_jax import integer
 from bpsr_jax import losses
 from bpsr_jax import models
 from bpsr_jax import quantize
@@ -193,7 +194,7 @@ def main(argv=None):
     for bits in (8, 4):
       q, info = quantize.quantize_params(base, bits, tau_terms=terms,
                                          threshold=model.threshold)
-      predict = lambda x, q=q, info=info: quantize.integer_apply(q, info, args.spec, x)[0]
+      predict = lambda x, q=q, info=info: integer.integer_apply(q, info, args.spec, x)[0]
       deq = quantize.dequantize_params(q, info)
       report = quantize.storage_report(q, info)
       rows.append((f"PTQ of {source}: int{bits}, {scheme[terms]}, integer path",

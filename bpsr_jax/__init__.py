@@ -47,9 +47,9 @@ from bpsr_jax.metrics import measure
 from bpsr_jax.models import CIFAR10_RESNET11, SNN, parse_spec
 from bpsr_jax.neuron import DEFAULT_ALPHA, DEFAULT_BAND_WIDTH, lif, spike, surrogate
 from bpsr_jax.nir_io import from_nir, read_nir, to_nir, write_nir
+from bpsr_jax.integer import integer_apply, integer_leak
 from bpsr_jax.quantize import (DEFAULT_TAU_TERMS, QuantInfo, dequantize_params,
-                               integer_apply, integer_leak, quantize_params, round_tau,
-                               storage_report)
+                               quantize_params, round_tau, storage_report)
 from bpsr_jax.rewiring import (RewireState, SynapseCoordinates, apply_mask, count_synapses,
                                find_rewire_states, init_coordinates, rewire, rewire_masks,
                                synapse_counts)

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bpsr_jax import integer
 from bpsr_jax import models
 from bpsr_jax import quantize
 from bpsr_jax.errors import ConfigError
@@ -282,7 +283,7 @@ def product(h: Array, w: Array, *, capacity: int = DEFAULT_CAPACITY,
 
 def _dense(h, w):
   if jnp.issubdtype(w.dtype, jnp.integer):
-    return quantize._int_dot(h, w)  # pylint: disable=protected-access
+    return integer.int_dot(h, w)
   return h @ w
 
 
@@ -363,10 +364,10 @@ def step(net: EventNet, state, x: Array, *, engine: str = "event",
         u = u + prod(s, lp["recurrent_kernel"])
       s = (u >= jnp.asarray(net.threshold, u.dtype)).astype(u.dtype)
     else:
-      # bpsr_jax.quantize.integer_lif, one step.
+      # bpsr_jax.integer.integer_lif, one step.
       g = q.guard_bits
       current = jnp.left_shift(prod(h, lp["kernel"], first=i == 0) + lp["bias"], g)
-      leak = quantize._leak_fn(lp["tau"], q.tau_terms, q.max_tau_shift)  # pylint: disable=protected-access
+      leak = integer.leak_fn(lp["tau"], q.tau_terms, q.max_tau_shift)
       v = jnp.where(s == 1, 0, leak(u)) + current
       if rec:
         v = v + prod(s, lp["recurrent_kernel"])

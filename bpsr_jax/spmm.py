@@ -77,15 +77,22 @@ def available() -> bool:
 if numba is not None:
 
   @numba.njit(parallel=True, cache=True)
-  def _gather_rows(x, w):  # pragma: no cover - compiled
+  def _gather_rows(x, w, weighted):  # pragma: no cover - compiled
+    """``x @ w`` as one row of ``w`` added per nonzero ``x[r, c]``, scaled by it if
+    ``weighted`` (else ``x`` holds spikes: the row itself)."""
     m, k = x.shape
     n = w.shape[1]
     out = np.zeros((m, n), w.dtype)
     for r in numba.prange(m):
       for c in range(k):
-        if x[r, c]:
-          for j in range(n):
-            out[r, j] += w[c, j]
+        v = x[r, c]
+        if v != 0:
+          if weighted:
+            for j in range(n):
+              out[r, j] += v * w[c, j]
+          else:
+            for j in range(n):
+              out[r, j] += w[c, j]
     return out
 
   @numba.njit(parallel=True, cache=True)
@@ -142,20 +149,6 @@ if numba is not None:
           spiked[j] = v >= thr
     return u, over.any()
 
-  @numba.njit(parallel=True, cache=True)
-  def _gather_weighted_rows(d, w):  # pragma: no cover - compiled
-    m, k = d.shape
-    n = w.shape[1]
-    out = np.zeros((m, n), w.dtype)
-    for r in numba.prange(m):
-      for c in range(k):
-        v = d[r, c]
-        if v != 0:
-          for j in range(n):
-            out[r, j] += v * w[c, j]
-    return out
-
-
 def _host_recurrent(cur, tau, bias, r, thr, max_active):
   with _LOCK:
     return _recurrent_loop(np.asarray(cur), np.asarray(tau), np.asarray(bias),
@@ -164,12 +157,12 @@ def _host_recurrent(cur, tau, bias, r, thr, max_active):
 
 def _host_weighted(d, w):
   with _LOCK:
-    return _gather_weighted_rows(np.asarray(d), np.asarray(w))
+    return _gather_rows(np.asarray(d), np.asarray(w), True)
 
 
 def _host_matmul(bits, w):
   with _LOCK:
-    return _gather_rows(np.asarray(bits), np.asarray(w))
+    return _gather_rows(np.asarray(bits), np.asarray(w), False)
 
 
 def _host_outer(bits_t, d):
@@ -184,6 +177,19 @@ def _sparse_pays(bits: Array, n: int) -> bool:
 
 def _dense_count(bits: Array, crossover: float) -> Array:
   return jnp.sum(bits, dtype=jnp.int32) <= int(crossover * bits.size)
+
+
+def _gathered(x: Array, w: Array, host: Callable, crossover: float,
+              dense: Callable[[Array, Array], Array]) -> Array:
+  """``x @ w`` by ``host``'s row gather on a CPU at density <= ``crossover``, else
+  ``dense(x, w)`` (always on GPU/TPU)."""
+  shape = jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), w.dtype)
+
+  def cpu(x, w):
+    sparse = lambda x, w: jax.pure_callback(host, shape, x, w, vmap_method="sequential")
+    return jax.lax.cond(_dense_count(x != 0, crossover), sparse, dense, x, w)
+
+  return jax.lax.platform_dependent(x, w, cpu=cpu, default=dense)
 
 
 def sparse_matmul(d: Array, w: Array, *, crossover: float | None = None) -> Array:
@@ -203,16 +209,9 @@ def sparse_matmul(d: Array, w: Array, *, crossover: float | None = None) -> Arra
     ``[M, N]``, equal to ``d @ w`` to float round-off.
   """
   crossover = CPU_CROSSOVER if crossover is None else crossover
-  shape = jax.ShapeDtypeStruct((d.shape[0], w.shape[1]), w.dtype)
   if not _sparse_pays(d, w.shape[1]) or w.size < MIN_SPARSE_WEIGHTS:
     return d @ w
-
-  def cpu(d, w):
-    sparse = lambda d, w: jax.pure_callback(_host_weighted, shape, d, w,
-                                            vmap_method="sequential")
-    return jax.lax.cond(_dense_count(d != 0, crossover), sparse, jnp.matmul, d, w)
-
-  return jax.lax.platform_dependent(d, w, cpu=cpu, default=jnp.matmul)
+  return _gathered(d, w, _host_weighted, crossover, jnp.matmul)
 
 
 def spike_matmul(bits: Array, w: Array, *, crossover: float | None = None,
@@ -232,20 +231,11 @@ def spike_matmul(bits: Array, w: Array, *, crossover: float | None = None,
   """
   crossover = CPU_CROSSOVER if crossover is None else crossover
   bits = bits != 0
-  shape = jax.ShapeDtypeStruct((bits.shape[0], w.shape[1]), w.dtype)
-
   dense_fn = jnp.matmul if dense is None else dense
   dense = lambda bits, w: dense_fn(bits.astype(w.dtype), w)
-
   if not _sparse_pays(bits, w.shape[1]):
     return dense(bits, w)
-
-  def cpu(bits, w):
-    sparse = lambda b, w: jax.pure_callback(_host_matmul, shape, b, w,
-                                            vmap_method="sequential")
-    return jax.lax.cond(_dense_count(bits, crossover), sparse, dense, bits, w)
-
-  return jax.lax.platform_dependent(bits, w, cpu=cpu, default=dense)
+  return _gathered(bits, w, _host_matmul, crossover, dense)
 
 
 def spike_outer(bits: Array, d: Array, *, crossover: float | None = None) -> Array:

@@ -13,6 +13,7 @@ import collections
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 SHARED_DATA = pathlib.Path(
@@ -40,6 +41,37 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"real data folder {SHARED_DATA} is absent (set BPSR_SHARED_DATA)")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def packaged_mnist():
+  """The packaged MNIST main job (r1000-fc100-fc10) with inputs for it.
+
+  Returns:
+    `(params, x)`: the shipped parameters and the first 48 shipped test digits, rank-order
+    coded by value over 10 steps, numpy float32 `[10, 48, 784]`.
+  """
+  import bpsr_jax  # pylint: disable=g-import-not-at-top
+  from bpsr_jax import encode, pretrained  # pylint: disable=g-import-not-at-top
+  params, _ = pretrained.load("mnist")
+  _, test = bpsr_jax.data.load_mnist(limit=48)
+  x = encode.rank_order(test.x.reshape(48, -1), 10, by="value", sample_ndim=1)
+  return params, np.asarray(x)
+
+
+@pytest.fixture(scope="session")
+def packaged_mitbih():
+  """The packaged MIT-BIH wide model (r128-fc64-fc5) with count inputs for it.
+
+  Returns:
+    `(params, x)`: the shipped parameters and seeded level-crossing counts like the
+    MIT-BIH loader's (0..3 crossings a step), numpy float32 `[40, 24, 4]`.
+  """
+  from bpsr_jax import pretrained  # pylint: disable=g-import-not-at-top
+  params, _ = pretrained.load("mitbih")
+  rng = np.random.default_rng(0)
+  x = rng.choice(4, size=(40, 24, 4), p=[0.8, 0.12, 0.05, 0.03]).astype(np.float32)
+  return params, x
 
 
 _MARK = ("real_data", True)  # carried by the test's reports (also from xdist workers)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import bpsr_jax
-from bpsr_jax import encode
 from bpsr_jax import event
 from bpsr_jax import pretrained
 from bpsr_jax.errors import ConfigError
@@ -20,21 +19,13 @@ MITBIH_SPEC = "r128-fc64-fc5"
 
 
 @pytest.fixture(scope="module")
-def mnist():
-  params, _ = pretrained.load("mnist")
-  _, test = bpsr_jax.data.load_mnist(limit=48)
-  x = encode.rank_order(jnp.asarray(test.x.reshape(48, -1)), 10, by="value",
-                        sample_ndim=1)
-  return params, x
+def mnist(packaged_mnist):  # conftest: [10, 48, 784] rank-order digits
+  return packaged_mnist
 
 
 @pytest.fixture(scope="module")
-def mitbih():
-  params, _ = pretrained.load("mitbih")
-  # Level-crossing counts [T, B, 4] like the MIT-BIH loader's (0..3 crossings a step).
-  rng = np.random.default_rng(0)
-  x = rng.choice(4, size=(40, 24, 4), p=[0.8, 0.12, 0.05, 0.03]).astype(np.float32)
-  return params, jnp.asarray(x)
+def mitbih(packaged_mitbih):  # conftest: [40, 24, 4] level-crossing counts
+  return packaged_mitbih
 
 
 def _dense(params, spec, x):

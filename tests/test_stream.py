@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 import bpsr_jax
-from bpsr_jax import encode
 from bpsr_jax import event
-from bpsr_jax import pretrained
 from bpsr_jax import stream
 from bpsr_jax.errors import ConfigError
 
@@ -22,21 +20,15 @@ pytestmark = pytest.mark.skipif(not stream.available(), reason="numba is not ins
 
 
 @pytest.fixture(scope="module")
-def mnist():
-  params, _ = pretrained.load("mnist")
-  _, test = bpsr_jax.data.load_mnist(limit=6)
-  x = encode.rank_order(jnp.asarray(test.x.reshape(6, -1)), 10, by="value",
-                        sample_ndim=1)
-  return params, np.asarray(x)
+def mnist(packaged_mnist):  # six of conftest's digits, streamed one by one
+  params, x = packaged_mnist
+  return params, x[:, :6]
 
 
 @pytest.fixture(scope="module")
-def mitbih():
-  params, _ = pretrained.load("mitbih")
-  # Level-crossing counts [T, B, 4] like the MIT-BIH loader's (0..3 crossings a step).
-  rng = np.random.default_rng(0)
-  x = rng.choice(4, size=(40, 4, 4), p=[0.8, 0.12, 0.05, 0.03]).astype(np.float32)
-  return params, x
+def mitbih(packaged_mitbih):  # four of conftest's count samples
+  params, x = packaged_mitbih
+  return params, x[:, :4]
 
 
 def _stream_all(net, x):
