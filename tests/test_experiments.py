@@ -1,8 +1,9 @@
 """The experiment binaries: smoke runs, resume after SIGKILL, flagfiles, usage errors, notebook.
 
-Every run is a subprocess (``python -m experiments.<name>``) with tiny data in a temp
-workdir. Data other than the MNIST the package ships come from ``../shared/data``
-(skipped where absent).
+Every run is a subprocess with tiny data in a temp workdir: ``python -m
+experiments.<name>``, or for the flagfile and usage-error cases one process per binary
+that parses or runs each argument list in turn. Data other than the MNIST the package
+ships come from ``../shared/data`` (skipped where absent).
 """
 import json
 import os
@@ -19,7 +20,9 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLAGFILES = ROOT / "experiments" / "flagfiles"
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-ENV.pop("XLA_FLAGS", None)
+# conftest's XLA optimization level, and no other XLA flag of the caller's shell.
+ENV["XLA_FLAGS"] = " ".join(f for f in ENV.get("XLA_FLAGS", "").split()
+                            if f.startswith("--xla_backend_optimization_level"))
 
 
 def run_exp(name, *args, timeout=300):
@@ -190,6 +193,9 @@ def test_resume_after_sigkill_is_exact(tmp_path):
 _BINARY = {"mnist": "mnist", "nmnist": "nmnist", "cifar10": "cifar10", "mitbih": "mitbih",
            "gas": "gas"}
 
+# Parses each argv of argv[2] (JSON) in turn with one binary's absl flags, as the binary
+# would (unparsed back to the binary's defaults between them): one process per binary,
+# not per flagfile (each process pays ~6 s of imports).
 _PARSE = """
 import json, sys
 from absl import flags
@@ -198,26 +204,51 @@ mod = importlib.import_module("experiments." + sys.argv[1])
 from experiments import common
 from bpsr_jax import train
 FLAGS = flags.FLAGS
-FLAGS(["prog", "--flagfile=" + sys.argv[2]])
 names = [f.name for f in FLAGS.get_flags_for_module(common)]
 names += [f.name for f in FLAGS.get_flags_for_module(mod)]
 missing = [n for n in names if not (FLAGS[n].help or "").strip()]
 assert not missing, missing
-cfg = common.make_config()
-train.validate_config(cfg)
-print(json.dumps({n: FLAGS[n].value for n in names}))
+out = []
+for argv in json.loads(sys.argv[2]):
+  FLAGS.unparse_flags()
+  FLAGS(["prog", *argv])
+  train.validate_config(common.make_config())
+  out.append([{n: FLAGS[n].value for n in names}, common.flag_values()])
+print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("flagfile", sorted(p.name for p in FLAGFILES.glob("*.flags")))
-def test_flagfile_parses(flagfile):
+def _binary_of(flagfile):
   stem = flagfile[:-len(".flags")]
-  binary = next((b for b in ("mitbih", "gas") if stem.startswith(b)), stem.split("_")[0])
+  return next((b for b in ("mitbih", "gas") if stem.startswith(b)), stem.split("_")[0])
+
+
+@pytest.fixture(scope="module")
+def parsed_flags():
+  """``(binary, argv tuple) -> (the binary's flag values, common.flag_values())`` for
+  every flagfile, by its binary, and for no flags at all."""
+  cache = {}
+
+  def parse(binary, argv):
+    if binary not in cache:
+      argvs = [[]] + [[f"--flagfile={FLAGFILES / p.name}"]
+                      for p in sorted(FLAGFILES.glob("*.flags"))
+                      if _binary_of(p.name) == binary]
+      out = subprocess.run([sys.executable, "-c", _PARSE, binary, json.dumps(argvs)],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+      assert out.returncode == 0, out.stderr[-3000:]
+      values = json.loads(out.stdout.strip().splitlines()[-1])
+      cache[binary] = {tuple(a): v for a, v in zip(argvs, values)}
+    return cache[binary][tuple(argv)]
+
+  return parse
+
+
+@pytest.mark.parametrize("flagfile", sorted(p.name for p in FLAGFILES.glob("*.flags")))
+def test_flagfile_parses(flagfile, parsed_flags):
+  binary = _binary_of(flagfile)
   assert binary in _BINARY, flagfile
-  out = subprocess.run([sys.executable, "-c", _PARSE, binary, str(FLAGFILES / flagfile)],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
-  assert out.returncode == 0, out.stderr[-3000:]
-  values = json.loads(out.stdout.strip().splitlines()[-1])
+  values, _ = parsed_flags(binary, [f"--flagfile={FLAGFILES / flagfile}"])
   assert values["model"] and values["epochs"] >= 1
 
 
@@ -228,18 +259,81 @@ def test_every_experiment_has_a_quick_and_a_paper_flagfile():
   assert {"gas", "gas_drift", "gas_drift_quick", "mnist_rate", "mitbih18"} <= names
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--data_dir=/nonexistent/mnist",), "does not exist"),
-    (("--model=r100-zz10",), "malformed model spec"),
-    (("--model=efc100-fc10", "--encoding=rate"), "--encoding=analog"),
-    (("--rewire", "--prune_threshold=-0.1"), "prune_threshold"),
-    (("--encoding=none", "--train_limit=64", "--test_limit=32"), "needs a spike dataset"),
-])
-def test_mnist_usage_errors(tmp_path, args, message):
-  proc = run_exp("mnist", f"--workdir={tmp_path / 'w'}", *args, timeout=120)
-  assert proc.returncode != 0
-  assert message in proc.stderr, proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+# Runs the binary's main on each argv of argv[2] (JSON) in turn, as `python -m` would
+# (absl's app.run, flags restored between runs, stdout and stderr captured, an uncaught
+# error printed as the interpreter prints it): one process for all of the usage-error
+# cases, not one each (each pays ~6 s of imports). The exit codes of a real process are
+# checked by test_mnist_smoke (0), test_help_lists_the_shared_flags (1) and
+# test_file_system_error_is_one_line_exit_7 (7).
+_DRIVER = """
+import contextlib, importlib, io, json, sys, traceback
+from absl import app
+from absl.testing import flagsaver
+mod = importlib.import_module("experiments." + sys.argv[1])
+results = []
+for argv in json.loads(sys.argv[2]):
+  out, err, code = io.StringIO(), io.StringIO(), 0
+  with flagsaver.flagsaver(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:
+      app.run(mod.main, argv=["prog", *argv])
+    except SystemExit as e:
+      code = 0 if e.code is None else e.code
+    except Exception:  # what the interpreter does with an uncaught error
+      traceback.print_exc()
+      code = 1
+  results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+# id -> (arguments, exit code (None: any non-zero), message on stderr)
+_MNIST_ERRORS = {
+    "missing data": (("--data_dir=/nonexistent/mnist",), None, "does not exist"),
+    "bad spec": (("--model=r100-zz10",), None, "malformed model spec"),
+    "encoding layer": (("--model=efc100-fc10", "--encoding=rate"), None,
+                       "--encoding=analog"),
+    "prune threshold": (("--rewire", "--prune_threshold=-0.1"), None, "prune_threshold"),
+    "analog data as spikes": (("--encoding=none", "--train_limit=64", "--test_limit=32"),
+                              None, "needs a spike dataset"),
+    "stop_after_steps": (("--stop_after_steps=0",), 2, "--stop_after_steps must be positive"),
+    "tau_init": (("--tau_init=2",), 2, "--tau_init must lie in [0, 1]"),
+    "count_scale": (("--count_scale=0",), 2, "--count_scale must be"),
+    "pool on a vector": (("--model=a30-fc10", "--encoding=rate", "--train_limit=64",
+                          "--test_limit=32"), 2, "'a30' needs a feature map"),
+    "another run": (("--train_limit=64", "--test_limit=32"), 6, "no run.json"),
+    "another run, debug": (("--train_limit=64", "--test_limit=32", "--debug"), 1,
+                           "Traceback"),
+}
+
+
+@pytest.fixture(scope="module")
+def mnist_errors(tmp_path_factory):
+  """id -> (exit code, stdout, stderr, workdir) of each _MNIST_ERRORS case, run in one
+  process; the "another run" workdirs hold another run's metrics.jsonl and no run.json."""
+  root = tmp_path_factory.mktemp("mnist_errors")
+  workdirs, argvs = {}, []
+  for i, (case, (args, _, _)) in enumerate(_MNIST_ERRORS.items()):
+    workdirs[case] = root / str(i)
+    if case.startswith("another run"):
+      workdirs[case].mkdir()
+      (workdirs[case] / "metrics.jsonl").write_text("{}\n")
+    argvs.append([f"--workdir={workdirs[case]}", *args])
+  proc = subprocess.run([sys.executable, "-c", _DRIVER, "mnist", json.dumps(argvs)],
+                        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+  _ok(proc)
+  results = json.loads(proc.stdout.strip().splitlines()[-1])
+  return {case: (*r, workdirs[case]) for case, r in zip(_MNIST_ERRORS, results)}
+
+
+@pytest.mark.parametrize("case", list(_MNIST_ERRORS))
+def test_mnist_errors_are_one_line_with_exit_codes(case, mnist_errors):
+  _, expected, message = _MNIST_ERRORS[case]
+  code, _, err, workdir = mnist_errors[case]
+  assert code != 0 if expected is None else code == expected, (code, err[-3000:])
+  assert message in err, err[-3000:]
+  if "debug" not in case:
+    assert "Traceback" not in err, err[-3000:]
+  if case.startswith("another run"):
+    assert (workdir / "metrics.jsonl").read_text() == "{}\n"  # nothing overwritten
 
 
 def test_missing_data_dir_is_a_usage_error(tmp_path):
@@ -294,24 +388,11 @@ def test_colab_notebook_runs_on_cpu(tmp_path):
     assert nb_r[k] == cli_r[k], k
 
 
-def test_mnist_defaults_are_the_paper_flagfile():
+def test_mnist_defaults_are_the_paper_flagfile(parsed_flags):
   """`python -m experiments.mnist` with no flags runs exactly flagfiles/mnist.flags."""
-  code = (
-      "import sys, json\n"
-      "from absl import flags\n"
-      "import experiments.mnist\n"
-      "from experiments import common\n"
-      "F = flags.FLAGS\n"
-      "F(['prog'] + sys.argv[1:])\n"
-      "v = common.flag_values()\n"
-      "print(json.dumps({k: v[k] for k in sorted(v) if k not in ('workdir',)}))\n")
-  outs = []
-  for args in ([], [f"--flagfile={FLAGFILES / 'mnist.flags'}"]):
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=120)
-    _ok(proc)
-    outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-  assert outs[0] == outs[1]
+  _, defaults = parsed_flags("mnist", [])
+  _, paper = parsed_flags("mnist", [f"--flagfile={FLAGFILES / 'mnist.flags'}"])
+  assert defaults == paper
 
 
 # ----------------------------------------------------------------------------------------
@@ -376,32 +457,6 @@ def test_help_lists_the_shared_flags():
   for flag in ("--lambda_s", "--model", "--workdir", "--train_limit", "--overwrite",
                "--debug", "--duration_us"):
     assert flag in proc.stdout.replace("--[no]", "--"), flag  # booleans: --[no]name
-
-
-@pytest.mark.parametrize("args, code, message", [
-    (("--stop_after_steps=0",), 2, "--stop_after_steps must be positive"),
-    (("--tau_init=2",), 2, "--tau_init must lie in [0, 1]"),
-    (("--count_scale=0",), 2, "--count_scale must be"),
-    (("--model=a30-fc10", "--encoding=rate", "--train_limit=64", "--test_limit=32"), 2,
-     "'a30' needs a feature map"),
-])
-def test_binary_errors_are_one_line_with_exit_codes(tmp_path, args, code, message):
-  proc = run_exp("mnist", f"--workdir={tmp_path / 'w'}", *args, timeout=120)
-  assert proc.returncode == code, proc.stderr[-3000:]
-  assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-
-
-def test_workdir_of_another_run_exits_6(tmp_path):
-  w = tmp_path / "w"
-  w.mkdir()
-  (w / "metrics.jsonl").write_text("{}\n")
-  proc = run_exp("mnist", f"--workdir={w}", "--train_limit=64", "--test_limit=32",
-                 timeout=120)
-  assert proc.returncode == 6 and "no run.json" in proc.stderr, proc.stderr[-3000:]
-  assert (w / "metrics.jsonl").read_text() == "{}\n"
-  debug = run_exp("mnist", f"--workdir={w}", "--train_limit=64", "--test_limit=32",
-                  "--debug", timeout=120)
-  assert "Traceback" in debug.stderr
 
 
 def test_file_system_error_is_one_line_exit_7(tmp_path):

@@ -28,7 +28,9 @@ from bpsr_jax.data import mnist_loader
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-ENV.pop("XLA_FLAGS", None)
+# conftest's XLA optimization level, and no other XLA flag of the caller's shell.
+ENV["XLA_FLAGS"] = " ".join(f for f in ENV.get("XLA_FLAGS", "").split()
+                            if f.startswith("--xla_backend_optimization_level"))
 MNIST_TEST_IMAGES = mnist_loader.SHIPPED_DIR / "t10k-images-idx3-ubyte.gz"
 QUICK_TEST_LIMIT = 64
 
