@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numba
 import numpy as np
 
 __all__ = ["rate", "rank_order", "level_crossing", "frame_events", "NMNIST_SENSOR_SIZE"]
@@ -164,19 +165,36 @@ def level_crossing(
     raise ValueError(f"level_crossing: time_steps must be positive, got {time_steps}")
 
   u = (s - s[..., :1, :]) / d  # position in units of levels, relative to s[0]
-  k = np.zeros(s.shape[:-2] + (c,), dtype=np.float64)
-  out = np.zeros(s.shape[:-2] + (T, c, 2), dtype=np.int32)
   bins = (np.arange(n) * T) // n
-  for i in range(1, n):
-    ui = u[..., i, :]
-    up = np.where(ui >= k + 1, np.floor(ui) - k, 0.0)
-    down = np.where(ui <= k - 1, k - np.ceil(ui), 0.0)
-    k = k + up - down
-    out[..., bins[i], :, 0] += up.astype(np.int32)
-    out[..., bins[i], :, 1] += down.astype(np.int32)
+  out = _crossings(np.ascontiguousarray(u.reshape((-1, n, c))), bins, T)
   out = out.reshape(s.shape[:-2] + (T, 2 * c))
   if binary:
     out = np.minimum(out, 1)
+  return out
+
+
+@numba.njit(cache=True)
+def _crossings(u, bins, T):  # pragma: no cover - compiled
+  """The encoder of :func:`level_crossing` on positions ``u`` ``[B, n, c]`` (in levels)
+  -> counts ``[B, T, c, 2]`` (up, down). One compiled loop: with numpy's loop over
+  time, vectorized over beats, loading all of MIT-BIH took 27-35 s, 17 s of it here; with
+  this one 12 s, identical counts (measured).
+  """
+  b_, n, c = u.shape
+  out = np.zeros((b_, T, c, 2), np.int32)
+  for b in range(b_):
+    for ch in range(c):
+      k = 0.0
+      for i in range(1, n):
+        ui = u[b, i, ch]
+        if ui >= k + 1:
+          m = np.floor(ui) - k
+          out[b, bins[i], ch, 0] += np.int32(m)
+          k += m
+        elif ui <= k - 1:
+          m = k - np.ceil(ui)
+          out[b, bins[i], ch, 1] += np.int32(m)
+          k -= m
   return out
 
 

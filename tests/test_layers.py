@@ -1,4 +1,6 @@
 """Tests of bpsr_jax.layers, and that a small network learns a temporal task."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +49,7 @@ def test_encoding_layer_repeats_the_analog_input():
   np.testing.assert_array_equal(s, bpsr_jax.lif(cur, p["tau"]))
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def _order_task(key, n):
   """Temporal-order task: channels 0-1 then 2-3 (class 0) or the reverse (class 1).
 
@@ -90,12 +93,13 @@ def test_small_network_learns_temporal_order(gradient):
     updates, opt_state = opt.update(g, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, acc
 
-  _, acc0 = loss_fn(params, x, y)
+  evaluate = jax.jit(loss_fn)  # op by op, each primitive would compile alone
+  _, acc0 = evaluate(params, x, y)
   for i in range(150):
     xb, yb = _order_task(jax.random.PRNGKey(100 + i), 64)
     params, opt_state, loss, acc = step(params, opt_state, xb, yb)
   xt, yt = _order_task(jax.random.PRNGKey(7), 512)
-  _, acc = loss_fn(params, xt, yt)
+  _, acc = evaluate(params, xt, yt)
   assert float(acc0) < 0.8, float(acc0)  # untrained: the task is not solved by chance
   assert float(acc) > 0.95, (float(acc0), float(acc))
 
