@@ -47,7 +47,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpsr_jax import integer
-from bpsr_jax import models
 from bpsr_jax import quantize
 from bpsr_jax.errors import ConfigError
 
@@ -116,16 +115,7 @@ def prepare(params: PyTree, spec: str, *, quant: Optional[quantize.QuantInfo] = 
     ConfigError: a spec with conv, pooling, residual or encoding layers, or params that
       do not match it.
   """
-  try:
-    specs = models.parse_spec(spec)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  for ls in specs:
-    if ls.kind not in ("fc", "r") or ls.encoding:
-      raise ConfigError(
-          f"event-driven inference supports flat and recurrent layers fed with spikes "
-          f"('fc'/'r', e.g. 'r1000-fc100-fc10'); {spec!r} has a "
-          f"{'encoding ' if ls.encoding else ''}{ls.kind!r} layer (use the dense path)")
+  specs = integer.dense_specs(spec, "event-driven inference", " (use the dense path)")
   layers = []
   for i, ls in enumerate(specs):
     name = f"{ls.kind}{i}"

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 
 from bpsr_jax import models
 from bpsr_jax import quantize
+from bpsr_jax.errors import ConfigError
 
 Array = jax.Array
 PyTree = Any
@@ -156,20 +157,37 @@ def integer_lif(currents: Array, tau_code: Array, int_threshold: int,
   return spikes
 
 
-def _dense_specs(spec: str):
-  specs = models.parse_spec(spec)
+def dense_specs(spec: str, user: str = "integer_apply", hint: str = ""):
+  """The layer specs of a model of flat and recurrent layers fed with spikes.
+
+  Args:
+    spec: the model spec.
+    user: who needs it, for the message.
+    hint: appended to the message.
+
+  Returns:
+    ``models.parse_spec(spec)``.
+
+  Raises:
+    ConfigError (a ValueError): a malformed spec, or one with conv, pooling, residual or
+      encoding layers.
+  """
+  try:
+    specs = models.parse_spec(spec)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   for ls in specs:
     if ls.kind not in ("fc", "r") or ls.encoding:
-      raise ValueError(
-          f"integer_apply supports flat and recurrent dense models ('fc'/'r' layers "
-          f"fed with spikes, e.g. 'r1000-fc100-fc10'); {spec!r} has a "
-          f"{'encoding ' if ls.encoding else ''}{ls.kind!r} layer.")
+      raise ConfigError(
+          f"{user} supports flat and recurrent layers fed with spikes ('fc'/'r', e.g. "
+          f"'r1000-fc100-fc10'); {spec!r} has a {'encoding ' if ls.encoding else ''}"
+          f"{ls.kind!r} layer{hint}")
   return specs
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _integer_apply(qparams, info, spec, x):
-  specs = _dense_specs(spec)
+  specs = dense_specs(spec)
   g = info.guard_bits
   h = x.reshape(x.shape[:2] + (-1,)).astype(jnp.int32)
   hidden = []
@@ -204,7 +222,7 @@ def integer_apply(qparams: PyTree, info: quantize.QuantInfo, spec: str,
     ValueError: a spec with conv, pooling, residual or encoding layers, or an input
       without time and batch axes.
   """
-  _dense_specs(spec)
+  dense_specs(spec)
   x = jnp.asarray(x)
   if x.ndim < 3:
     raise ValueError(f"expected input spikes [T, batch, features], got shape {x.shape}")
