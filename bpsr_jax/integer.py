@@ -180,7 +180,7 @@ def dense_specs(spec: str, user: str = "integer_apply", hint: str = ""):
     if ls.kind not in ("fc", "r") or ls.encoding:
       raise ConfigError(
           f"{user} supports flat and recurrent layers fed with spikes ('fc'/'r', e.g. "
-          f"'r1000-fc100-fc10'); {spec!r} has a {'encoding ' if ls.encoding else ''}"
+          f"'r1000-fc100-fc10'); {spec!r} has {'an encoding' if ls.encoding else 'a'} "
           f"{ls.kind!r} layer{hint}")
   return specs
 

@@ -67,9 +67,9 @@ class HostNet(NamedTuple):
     values: every layer's ``kernel`` ``[in, N]``, ``recurrent_kernel`` ``[N, N]``
       (integer models: already shifted by the guard bits), ``bias`` ``[N]`` and ``tau``
       ``[N]`` (float32), or for an integer model the int32 values and the shift leak:
-      ``D`` shifts and ``[D, N]`` digits in {-1, 0, 1}, ``leak(v) = sum_d [digit > 0]
-      (v >> shift) + [digit < 0] ((-v) >> shift)`` (with ``tau_terms = 1``: ``D = 1``,
-      shift -1, and the digits row holds each neuron's shift, -1 for ``TAU_ZERO``, no
+      ``[D, N]`` shifts and ``[D, N]`` signs in {-1, 0, 1} (``D = tau_terms``; each
+      neuron's nonzero signed digits of its tau code), ``leak(v) = sum_d [sign > 0]
+      (v >> shift) + [sign < 0] ((-v) >> shift)`` (``TAU_ZERO``: all signs 0, no
       memory), flattened one after the other.
     layout: ``[L, 11]`` int64: per layer the offsets and sizes of those arrays in
       ``values`` and the summation order codes of its two products (columns ``_KERNEL``
@@ -113,13 +113,17 @@ def _order_code(k: int, n: int) -> int:
 
 
 def _leak_table(code: np.ndarray, q: quantize.QuantInfo):
-  """``(shifts [D], digits [D, N])`` of the integer leak (:class:`HostNet`)."""
-  if q.tau_terms == 1:
-    return (np.full(1, -1, np.int32),
-            np.where(code == quantize.TAU_ZERO, -1, np.maximum(code, 0))[None])
+  """``(shifts [D, N], signs [D, N])`` of the integer leak (:class:`HostNet`): each
+  neuron's nonzero signed digits first, ``D = tau_terms``."""
+  if q.tau_terms == 1:  # one shift per neuron; TAU_ZERO: no term (no memory)
+    return (np.maximum(code, 0)[None].astype(np.int32),
+            (code != quantize.TAU_ZERO)[None].astype(np.int32))
   pairs = integer.signed_digits(code, q.max_tau_shift)
-  return (np.asarray([sh for sh, _ in pairs], np.int32),
-          np.stack([np.asarray(d, np.int32) for _, d in pairs]))
+  shifts = np.asarray([sh for sh, _ in pairs], np.int32)               # [K + 1]
+  digits = np.stack([np.asarray(d, np.int32) for _, d in pairs])       # [K + 1, N]
+  first = np.argsort(digits == 0, axis=0, kind="stable")[:q.tau_terms]  # nonzero first
+  signs = np.take_along_axis(digits, first, axis=0)
+  return np.where(signs != 0, shifts[first], 0).astype(np.int32), signs
 
 
 def prepare(net: event.EventNet) -> HostNet:
@@ -161,9 +165,9 @@ def prepare(net: event.EventNet) -> HostNet:
     if q is None:
       row[_TAU] = put(tau)
     else:
-      shifts, digits = _leak_table(tau.astype(np.int32), q)
-      row[_SHIFTS], row[_DEPTH] = put(shifts), shifts.size
-      row[_DIGITS] = put(digits)
+      shifts, signs = _leak_table(tau.astype(np.int32), q)
+      row[_SHIFTS], row[_DEPTH] = put(shifts), shifts.shape[0]
+      row[_DIGITS] = put(signs)
     rows.append(row)
   sizes = [int(r[_OUT]) for r in rows]
   if q is not None:
@@ -336,23 +340,20 @@ if numba is not None:
   @numba.njit(cache=True)
   def _int_update(values, row, u, s, c, g):  # pragma: no cover - compiled
     """``u = leak(u) * (1 - s) + (c << g)`` of a layer (the leak of :class:`HostNet`);
-    stored as int32, which wraps like :func:`bpsr_jax.integer_apply`'s adds."""
+    stored as int32, which wraps like :func:`bpsr_jax.integer_apply`'s adds. Only the
+    nonzero digits are visited (all K + 1 of them cost 1.2x the whole step, measured)."""
     n, depth = u.shape[0], row[_DEPTH]
-    shifts = values[row[_SHIFTS]:row[_SHIFTS] + depth]
-    digits = values[row[_DIGITS]:row[_DIGITS] + depth * n].reshape((depth, n))
+    shifts = values[row[_SHIFTS]:row[_SHIFTS] + depth * n].reshape((depth, n))
+    signs = values[row[_DIGITS]:row[_DIGITS] + depth * n].reshape((depth, n))
     for i in range(n):
       v = u[i]
       leak = 0
       if s[i] == 0:
-        if shifts[0] < 0:  # tau_terms = 1: the digits row holds the shift
-          if digits[0, i] >= 0:  # -1: TAU_ZERO, no memory
-            leak = v >> digits[0, i]
-        else:
-          for d in range(depth):
-            if digits[d, i] > 0:
-              leak += v >> shifts[d]
-            elif digits[d, i] < 0:
-              leak += (-v) >> shifts[d]
+        for d in range(depth):
+          if signs[d, i] > 0:
+            leak += v >> shifts[d, i]
+          elif signs[d, i] < 0:
+            leak += (-v) >> shifts[d, i]
       u[i] = leak + (c[i] << g)
 
   def _make_step(update):

@@ -279,9 +279,24 @@ def test_integer_inference_agrees_with_float32_snn_almost_always(tau_terms):
 
 def test_non_dense_specs_and_bad_inputs_raise():
   q, info = qz.quantize_params({"kernel": jnp.zeros((2, 2))}, 8)
-  with pytest.raises(ValueError, match="supports flat and recurrent"):
+  with pytest.raises(ValueError, match="supports flat and recurrent.*'8c3-fc10' has a "
+                     "'conv' layer$"):
     integer.integer_apply(q, info, "8c3-fc10", jnp.zeros((2, 1, 4, 4, 1)))
-  with pytest.raises(ValueError, match="supports flat and recurrent"):
+  with pytest.raises(ValueError, match="supports flat and recurrent.*'efc10' has an "
+                     "encoding 'fc' layer$"):
     integer.integer_apply(q, info, "efc10", jnp.zeros((1, 4)))
   with pytest.raises(ValueError, match=r"\[T, batch, features\]"):
     integer.integer_apply(q, info, "fc2", jnp.zeros((2, 2)))
+
+
+def test_defaults_read_one_shift_codes():
+  # Without tau_terms, codes are shift codes (one term): tau 1, 1/2, 1/8, none.
+  codes = jnp.array([0, 1, 3, qz.TAU_ZERO], jnp.int32)
+  v = jnp.array([100, 100, -100, 77], jnp.int32)
+  np.testing.assert_array_equal(integer.integer_leak(v, codes), [100, 50, -13, 0])
+  # 60 a step, threshold 100: tau 1/2 gives 60, 90, 105 (a spike); no memory 60, 60, 60.
+  # The recurrent kernel by keyword, zero here.
+  currents = jnp.full((3, 1, 2), 60, jnp.int32)
+  spikes = integer.integer_lif(currents, jnp.array([1, qz.TAU_ZERO], jnp.int32), 100,
+                               recurrent_kernel=jnp.zeros((2, 2), jnp.int32))
+  np.testing.assert_array_equal(spikes[:, 0], [[0, 0], [0, 0], [1, 0]])

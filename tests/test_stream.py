@@ -79,6 +79,54 @@ def test_integer_equals_integer_apply(mnist, mitbih, tau_terms):
     _assert_same(_stream_all(net, x), want)
 
 
+@pytest.mark.parametrize("tau_terms", [1, 2, 3])
+def test_integer_leak_of_every_tau_level_equals_integer_apply(tau_terms):
+  # Every tau level of the grid (tau 0 included) on its own neurons, a recurrent layer
+  # and a long run: every leak term is exercised.
+  info = bpsr_jax.QuantInfo(8, 1.0, 6, tau_terms)
+  levels = np.tile(np.asarray(info.tau_levels, np.float32), 2)
+  n = len(levels)
+  rng = np.random.default_rng(tau_terms)
+  # Each level twice: once strongly driven, once weakly (it leaks between its spikes).
+  gain = np.repeat([1.0, 0.35], n // 2).astype(np.float32)
+  params = {"r0": {"kernel": rng.uniform(0.0, 0.6, (6, n)).astype(np.float32) * gain,
+                   "recurrent_kernel": rng.normal(0, 0.1, (n, n)).astype(np.float32),
+                   "bias": rng.normal(0, 0.05, n).astype(np.float32), "tau": levels},
+            "fc1": {"kernel": rng.normal(0, 0.5, (n, 3)).astype(np.float32),
+                    "bias": np.zeros(3, np.float32), "tau": levels[-3:]}}
+  qparams, info = bpsr_jax.quantize_params(params, bits=8, tau_terms=tau_terms)
+  assert (np.asarray(qparams["r0"]["tau"]) == bpsr_jax.quantize.TAU_ZERO).any() == (
+      tau_terms == 1)  # one term: tau 0 has its own code; more: the numerator 0
+  x = (rng.random((60, 3, 6)) < 0.4).astype(np.float32)
+  out, hidden = bpsr_jax.integer_apply(qparams, info, f"r{n}-fc3", jnp.asarray(x))
+  want = list(hidden) + [out]
+  assert int(want[0].sum()) > 100 and int(out.sum()) > 0
+  net = stream.prepare(event.prepare(qparams, f"r{n}-fc3", quant=info, binary_input=True))
+  _assert_same(_stream_all(net, x), want)
+
+
+@pytest.mark.parametrize("tau_terms, taus, potentials", [
+    # Weight 50/128 (50 units of step 1/128), threshold 128 units, one input spike a
+    # step. One term: tau 1 (shift 0), 1/2 (shift 1), 0 (no memory).
+    (1, [1.0, 0.5, 0.0], [[50, 50, 50], [100, 75, 50], [150, 87, 50], [50, 93, 50],
+                          [100, 96, 50], [150, 98, 50]]),
+    # Two terms (guard bits 9, units of 1/512): tau 1, 3/4 = 1 - 2^-2, 0.
+    (2, [1.0, 0.75, 0.0], [[25600, 25600, 25600], [51200, 44800, 25600],
+                           [76800, 59200, 25600], [25600, 70000, 25600],
+                           [51200, 25600, 25600], [76800, 44800, 25600]]),
+])
+def test_integer_leak_hand_cases(tau_terms, taus, potentials):
+  params = {"fc0": {"kernel": np.full((1, 3), 50 / 128, np.float32),
+                    "bias": np.zeros(3, np.float32), "tau": np.asarray(taus, np.float32)}}
+  qparams, info = bpsr_jax.quantize_params(params, bits=8, tau_terms=tau_terms)
+  net = stream.prepare(event.prepare(qparams, "fc3", quant=info, binary_input=True))
+  state, got = stream.init_state(net), []
+  for _ in range(6):
+    state, _ = stream.step(net, state, np.ones(1, np.float32))
+    got.append(state.potentials.tolist())
+  assert got == potentials
+
+
 def test_hand_computed_recurrent_case():
   # One recurrent layer of 2 neurons, tau 0.5, threshold 1: neuron 0 gets 0.6 a step
   # from input 0, and excites neuron 1 through R[0, 1] = 0.75 one step after it fires.
